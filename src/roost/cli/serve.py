@@ -1,0 +1,173 @@
+"""``roost serve``: run the Bluejay-compatible platform API.
+
+Binds 127.0.0.1:8000 by default (expose it on purpose with ``--host``). The
+database comes from ``--database-url``, ``ROOST_DATABASE_URL`` or the SQLite
+file in the user data directory. The server refuses to start on a database
+whose schema is missing or old and says what to run; ``--migrate`` migrates it
+first instead.
+
+Once listening it prints one line on stdout,
+``roost serve: listening on http://HOST:PORT``, with the real port (useful with
+``--port 0``).
+
+Example:
+    >>> from typer.testing import CliRunner
+    >>> from roost.cli import app
+    >>> CliRunner().invoke(app, ["serve", "--help"]).exit_code
+    0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from roost.cli._common import err_console, fail, require_extra
+from roost.cli._platform import database_option_help
+
+if TYPE_CHECKING:
+    from roost.platform.settings import PlatformSettings
+
+__all__ = ["register"]
+
+
+def serve(
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Interface to bind. Default: $ROOST_HOST, else 127.0.0.1."),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", help="TCP port (0 picks a free one). Default: $ROOST_PORT, else 8000."
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help=database_option_help(), show_default=False)
+    ] = None,
+    migrate_first: Annotated[
+        bool,
+        typer.Option("--migrate", help="Apply database migrations before starting."),
+    ] = False,
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            "--enrichment-grace",
+            help="Seconds after hang-up before missing enrichment is flagged "
+            "(default: $ROOST_ENRICHMENT_GRACE_SECONDS, else 120).",
+        ),
+    ] = None,
+    reevaluate_late: Annotated[
+        str | None,
+        typer.Option(
+            "--reevaluate-late",
+            help="auto: re-evaluate when enrichment arrives after evaluation; manual: only "
+            "mark it stale (default: $ROOST_REEVALUATE_LATE, else auto).",
+        ),
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None,
+        typer.Option("--max-body-bytes", help="Largest accepted request body (default 1 MiB)."),
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
+    ] = True,
+) -> None:
+    """Serve the platform API (Bluejay-compatible) until interrupted."""
+    require_extra("fastapi", "platform")
+    require_extra("uvicorn", "platform")
+    from roost.platform.settings import PlatformSettings, SettingsError
+
+    try:
+        settings = PlatformSettings.from_env(
+            host=host,
+            port=port,
+            database_url=database_url,
+            enrichment_grace_seconds=grace,
+            reevaluate_late=reevaluate_late,
+            max_body_bytes=max_body_bytes,
+        )
+    except SettingsError as exc:
+        fail(str(exc))
+    try:
+        asyncio.run(
+            _serve(
+                settings, migrate_first=migrate_first, log_level=log_level, access_log=access_log
+            )
+        )
+    except KeyboardInterrupt:
+        pass
+
+
+async def _serve(
+    settings: PlatformSettings, *, migrate_first: bool, log_level: str, access_log: bool
+) -> None:
+    import uvicorn
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from roost.platform.app import create_app
+    from roost.platform.storage import Database, DatabaseURLError, migrate
+
+    try:
+        db = Database(settings.database_url)
+    except DatabaseURLError as exc:
+        fail(str(exc))
+    try:
+        try:
+            if migrate_first:
+                await migrate.upgrade(db)
+            await migrate.ensure_current(db)
+        except migrate.SchemaNotCurrentError as exc:
+            fail(f"refusing to start: {exc}")
+        except (OperationalError, DBAPIError, OSError) as exc:
+            reason = str(getattr(exc, "orig", exc)).strip()
+            fail(f"cannot reach the database {db.display_url()}: {reason}")
+        app = create_app(settings, db=db)
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=log_level,
+            access_log=access_log,
+            lifespan="on",
+            server_header=False,
+        )
+        ready = asyncio.Event()
+
+        class _Server(uvicorn.Server):
+            async def startup(self, sockets: Any = None) -> None:
+                await super().startup(sockets=sockets)
+                ready.set()
+
+        server = _Server(config)
+        task = asyncio.create_task(server.serve())
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if server.started:
+            address = _bound_address(server)
+            sys.stdout.write(f"roost serve: listening on http://{address}\n")
+            sys.stdout.flush()
+            err_console.print(f"database: {db.display_url()}")
+        await task
+        if not server.started:
+            fail("the server did not start (see the log above)")
+    finally:
+        await db.dispose()
+
+
+def _bound_address(server: Any) -> str:
+    for listener in getattr(server, "servers", []):
+        for sock in listener.sockets:
+            host, port = sock.getsockname()[:2]
+            return f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    return "unknown"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to the root command."""
+    app.command("serve")(serve)
