@@ -236,8 +236,22 @@ def run_wrk(
     )
 
 
-def start_server(database_url: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
+def start_server(database_url: str, log: Path) -> tuple[subprocess.Popen[str], str]:
+    # stderr goes to a file: a pipe nobody drains would fill up with the
+    # server's warnings and block its event loop mid-run.
+    with log.open("w") as stderr:
+        process = _spawn_server(database_url, stderr)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("roost serve: listening on "):
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"server failed: {line}{log.read_text()}")
+    return process, line.split()[-1]
+
+
+def _spawn_server(database_url: str, stderr: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [
             sys.executable,
             "-c",
@@ -252,16 +266,10 @@ def start_server(database_url: str) -> tuple[subprocess.Popen[str], str]:
             "warning",
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
         env={**os.environ, "ROOST_BENCH_ECHO": "1"},
     )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line.startswith("roost serve: listening on "):
-        process.kill()
-        raise RuntimeError(f"server failed: {line}{process.communicate()[1]}")
-    return process, line.split()[-1]
 
 
 async def prepare(database_url: str) -> str:
@@ -323,7 +331,7 @@ def bench_backend(
     name: str, database_url: str, args: argparse.Namespace, workdir: Path
 ) -> dict[str, Any]:
     key = asyncio.run(prepare(database_url))
-    process, url = start_server(database_url)
+    process, url = start_server(database_url, workdir / f"server-{name}.log")
     try:
         result_ids = seed(url, key, 1000)
         body_file = workdir / "body.json"

@@ -255,3 +255,47 @@ async def test_small_chunks_queued_back_to_back_play_without_gaps(peer: Peer) ->
     first = loud.index(True)
     assert all(loud[first : first + 49])  # one talkspurt, no silent frame inside it
     assert sum(p.marker for p in packets) == 1
+
+
+async def test_chunks_queued_after_each_other_went_out_are_sent_whole(peer: Peer) -> None:
+    session = RtpSession("127.0.0.1")
+    await session.open()
+    session.start(NegotiatedMedia("PCMU", 0, 8000, ("127.0.0.1", peer.port)))
+    received: list[RtpPacket] = []
+
+    async def drain_peer() -> None:
+        while True:
+            received.append(RtpPacket.parse((await peer.recv())[0]))
+
+    reader = asyncio.create_task(drain_peer())
+    try:
+        for _ in range(3):  # each one drains the resampler before the next comes
+            playback = session.queue(tone(100))
+            assert await asyncio.wait_for(playback.future, WAIT) is True
+            assert playback.sent_ms == pytest.approx(100.0)
+        await wait_until(lambda: session.stats.audio_sent_ms >= 300, "all audio")
+    finally:
+        reader.cancel()
+        session.close()
+    # 100 ms at 8 kHz is exactly five full frames: nothing lost, nothing padded.
+    assert session.stats.audio_sent_ms == pytest.approx(300.0)
+    loud = [p for p in received if rms_dbfs(decode("PCMU", p.payload)) > -30]
+    assert 13 <= len(loud) <= 15
+
+
+def test_the_send_downsampler_drains_like_a_flush_but_keeps_going() -> None:
+    from roost.audio.resample import Resampler
+    from roost.sip.media import _Downsampler
+
+    speech = tone(1000) + tone(500, freq=1200.0)
+    ours, reference = _Downsampler(), Resampler(16000, 8000)
+    got, want = [], []
+    for size in (3200, 640, 6400, 320, 3200):
+        chunk, speech = speech[:size], speech[size:]
+        got += [ours.process(chunk), ours.drain()]
+        want += [reference.process(chunk), reference.flush()]
+    a = np.frombuffer(b"".join(got), dtype="<i2").astype(np.int32)
+    b = np.frombuffer(b"".join(want), dtype="<i2").astype(np.int32)
+    assert len(a) == len(b) == (3200 + 640 + 6400 + 320 + 3200) // 4
+    assert int(np.max(np.abs(a - b))) <= 4
+    assert ours.done == len(a) * 2

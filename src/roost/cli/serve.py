@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from roost.platform.settings import PlatformSettings
 
 __all__ = ["register"]
+
+#: Allocations between young-generation collections in the server process.
+GC_GEN0_THRESHOLD = 20_000
 
 
 def serve(
@@ -149,6 +153,7 @@ async def _serve(
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         if server.started:
+            _tune_gc()
             address = _bound_address(server)
             sys.stdout.write(f"roost serve: listening on http://{address}\n")
             sys.stdout.flush()
@@ -158,6 +163,18 @@ async def _serve(
             fail("the server did not start (see the log above)")
     finally:
         await db.dispose()
+
+
+def _tune_gc() -> None:
+    # The app, its routes, SQLAlchemy's metadata and the compiled schemas are
+    # built once and live until exit, yet every full collection walks them
+    # all again; frozen, they are left out. A request allocates hundreds of
+    # short-lived objects (decoded bodies, row tuples), so the default gen0
+    # threshold of 700 runs a collection every request or two; these objects
+    # rarely form cycles, so collecting less often frees almost nothing later.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
 
 
 def _bound_address(server: Any) -> str:

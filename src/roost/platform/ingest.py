@@ -2,15 +2,17 @@
 
 Every accepted POST must be durably committed before its 200 is sent. Doing a
 transaction (and, on SQLite with ``synchronous=FULL``, an fsync) per request
-would cap ingest at the disk's sync rate, so requests are handed to a single
-writer coroutine instead. It takes everything queued, writes it in one
-transaction and, only after ``COMMIT`` returns, resolves each waiter with its
-own outcome. While one transaction commits, the next group accumulates.
+would cap ingest at the disk's sync rate, so requests are handed to a writer
+coroutine instead (one on SQLite; on PostgreSQL a few *lanes*, each owning a
+share of the results, see :class:`IngestWriter`). It takes everything queued,
+writes it in one transaction and, only after ``COMMIT`` returns, resolves each
+waiter with its own outcome. While one transaction commits, the next group
+accumulates.
 
-The hot path uses the driver's ``executemany`` through
-``AsyncConnection.exec_driver_sql`` rather than ORM objects: the statements are
-few and fixed, and skipping per-row ORM bookkeeping is what keeps 70 rows per
-request cheap. Timestamps go through :class:`UTCDateTime`'s own bind
+The hot path sends a few fixed multi-row statements per group straight to the
+driver (aiosqlite, or asyncpg's ``executemany`` and ``COPY``) rather than ORM
+objects: skipping per-row ORM bookkeeping is what keeps 70 rows per request
+cheap. Timestamps go through :class:`UTCDateTime`'s own bind
 processor and JSON values are stored as the text they arrived as (see
 :mod:`roost.platform.wire`), so rows written here read back exactly like rows
 written through the ORM (:class:`~roost.platform.storage.JSONText`).
@@ -40,7 +42,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -64,6 +66,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 INGEST_OPERATION = "update-simulation-result"
+
+#: Writer lanes on PostgreSQL (see :class:`IngestWriter`).
+PG_LANES = 3
 
 
 def request_fingerprint(operation: str, body: bytes) -> str:
@@ -111,6 +116,15 @@ class _Item:
 
 
 @dataclass(slots=True)
+class _Lane:
+    """One writer coroutine, its queue and the items it put off to its next group."""
+
+    queue: asyncio.Queue[_Item] = field(default_factory=asyncio.Queue)
+    deferred: list[_Item] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(slots=True)
 class _Plan:
     item: _Item
     late: bool
@@ -141,6 +155,12 @@ def _idempotency_conflict() -> IngestOutcome:
             ]
         },
     )
+
+
+# A batch reaching a result in one of these states gives the lifecycle worker
+# work (evaluate, or re-evaluate a stale evaluation), as in ``update_result``;
+# before hang-up, the call end itself wakes the worker.
+_ENDED = frozenset({"CONVERSATION_ENDED", "EVALUATING", "COMPLETED"})
 
 
 TOOL_COLUMNS = (
@@ -213,7 +233,7 @@ class _Sql:
         # On SQLite the highest batch id comes along: BEGIN IMMEDIATE holds
         # the write lock, so ids from it on are ours for this transaction.
         self.select_results = (
-            "SELECT id, org_id, evaluated_at, batch_count"
+            "SELECT id, org_id, evaluated_at, batch_count, status"
             + ("" if self.is_pg else ", (SELECT COALESCE(MAX(id), 0) FROM enrichment_batches)")
             + " FROM simulation_results WHERE id IN ({})"
         )
@@ -221,10 +241,20 @@ class _Sql:
             "SELECT org_id, key, request_sha256, status_code, response_body "
             "FROM idempotency_records WHERE key IN ({})"
         )
-        self.select_call_ids = (
-            "SELECT result_id, call_id FROM tool_calls "
-            "WHERE result_id IN ({}) AND call_id IS NOT NULL"
-        )
+        # Only the (result, call id) pairs this group carries, looked up
+        # through the unique index: a result's earlier calls are not read.
+        if self.is_pg:
+            self.select_call_ids = (
+                "SELECT t.result_id, t.call_id FROM tool_calls AS t "
+                "JOIN unnest($1::bigint[], $2::varchar[]) AS p (result_id, call_id) "
+                "ON t.result_id = p.result_id AND t.call_id = p.call_id"
+            )
+        else:
+            self.select_call_ids = (
+                "SELECT t.result_id, t.call_id FROM json_each(?) AS p "
+                "JOIN tool_calls AS t "
+                "ON t.result_id = p.value ->> 0 AND t.call_id = p.value ->> 1"
+            )
         self.claim_keys = (
             "INSERT INTO idempotency_records "
             "(org_id, key, operation, request_sha256, status_code, response_body, created_at) "
@@ -289,7 +319,41 @@ class _Sql:
         if self.is_pg:
             await conn.exec_driver_sql(statement, rows)
         else:
-            await conn.exec_driver_sql(statement, (dumps_json(rows),))
+            await self.fetch(conn, statement, (dumps_json(rows),))
+
+    async def together(self, statements: Iterable[Coroutine[Any, Any, Any]]) -> list[Any]:
+        """Run statements of one transaction, in order; their results.
+
+        On SQLite they are all queued at once: aiosqlite's thread takes them
+        in order (each call queues its work before its first suspension, and
+        tasks start in creation order), so the group pays one trip back to
+        the event loop instead of one per statement. Every statement has
+        finished before an error is raised, so the rollback that follows
+        never races one still running. PostgreSQL's connection takes one
+        statement at a time, so there they run one after the other.
+        """
+        if self.is_pg:
+            return [await statement for statement in statements]
+        outcomes = await asyncio.gather(*statements, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return outcomes
+
+    async def fetch(
+        self, conn: AsyncConnection, statement: str, params: Iterable[Any]
+    ) -> list[Any]:
+        """Execute one statement inside the open transaction; all its rows."""
+        if self.is_pg:
+            result = await conn.exec_driver_sql(statement, tuple(params))
+            return list(result.all())
+        # Straight to aiosqlite: one trip to its thread per statement, where
+        # SQLAlchemy's adapter makes several (cursor, execute, fetch, close).
+        # Each trip back waits for the event loop to come round, which under
+        # load is busy with HTTP, so trips, not SQLite, set the group's pace.
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        return list(await driver.execute_fetchall(statement, tuple(params)))
 
     def _q(self, sql: str) -> str:
         if not self.is_pg:
@@ -310,14 +374,27 @@ class _Sql:
 
 
 class IngestWriter:
-    """The single writer coroutine behind ``update-simulation-result``.
+    """The writer coroutines behind ``update-simulation-result``.
+
+    Requests are spread over *lanes* by result id, one writer coroutine and
+    one transaction at a time per lane, so everything about one result (its
+    known call ids, its batch count) is decided by one lane in arrival
+    order. SQLite has one write connection, so one lane; on PostgreSQL a
+    single writer spends most of its time waiting for round trips and the
+    commit, so several lanes overlap those waits. Lanes share idempotency
+    keys through the database: a key claimed by another lane's open
+    transaction makes ``INSERT ... ON CONFLICT DO NOTHING`` wait for it, and
+    the request is then decided against the stored first response.
 
     Args:
         db: The platform database.
         limits: Input caps (``max_batches_per_result`` is enforced here).
         max_group: Most requests written in one transaction.
-        on_committed: Called with the ids of results that received data, after
-            each commit (the lifecycle worker uses it to evaluate promptly).
+        on_committed: Called after a commit with the ids of results that
+            received data and now have lifecycle work (their call has ended),
+            so that the lifecycle worker evaluates them promptly.
+        lanes: Concurrent writer transactions (default: 1 on SQLite, 3 on
+            PostgreSQL).
 
     Example:
         >>> writer = IngestWriter.__new__(IngestWriter)  # built by the app; see create_app
@@ -330,15 +407,19 @@ class IngestWriter:
         *,
         max_group: int = 256,
         on_committed: Callable[[Sequence[int]], None] | None = None,
+        lanes: int | None = None,
     ) -> None:
         self._db = db
         self._limits = limits
         self._max_group = max_group
         self._on_committed = on_committed
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
-        self._deferred: list[_Item] = []
-        self._task: asyncio.Task[None] | None = None
         self._sql = _Sql(db.write_engine.dialect)
+        if lanes is None:
+            lanes = PG_LANES if self._sql.is_pg else 1
+        if lanes < 1 or (lanes > 1 and not self._sql.is_pg):
+            raise ValueError("lanes must be 1 on SQLite and at least 1 on PostgreSQL")
+        self._lanes = [_Lane() for _ in range(lanes)]
+        self._running = False
         self._pg_batch_sequence: str | None = None
         self.groups_written = 0
         self.items_written = 0
@@ -351,26 +432,33 @@ class IngestWriter:
                     "SELECT pg_get_serial_sequence('enrichment_batches', 'id')"
                 )
                 self._pg_batch_sequence = result.scalar_one()
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="roost-ingest-writer")
+        for number, lane in enumerate(self._lanes):
+            if lane.task is None:
+                lane.task = asyncio.create_task(
+                    self._run(lane), name=f"roost-ingest-writer-{number}"
+                )
+        self._running = True
 
     async def stop(self) -> None:
         """Write what is queued, then stop."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        pending: list[_Item] = list(self._deferred)
-        self._deferred.clear()
-        while not self._queue.empty():
-            pending.append(self._queue.get_nowait())
-        while pending:
-            group, pending = pending[: self._max_group], pending[self._max_group :]
-            await self._write_safely(group)
-            pending = self._deferred + pending
-            self._deferred = []
+        self._running = False
+        for lane in self._lanes:
+            task, lane.task = lane.task, None
+            if task is None:
+                continue
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for lane in self._lanes:
+            pending: list[_Item] = list(lane.deferred)
+            lane.deferred.clear()
+            while not lane.queue.empty():
+                pending.append(lane.queue.get_nowait())
+            while pending:
+                group, pending = pending[: self._max_group], pending[self._max_group :]
+                await self._write_safely(lane, group)
+                pending = lane.deferred + pending
+                lane.deferred = []
 
     async def submit(
         self,
@@ -383,15 +471,18 @@ class IngestWriter:
         source: str | None,
     ) -> IngestOutcome:
         """Queue one request and wait until it is committed (or refused)."""
-        if self._task is None:
+        if not self._running:
             raise RuntimeError("IngestWriter is not running")
         future: asyncio.Future[IngestOutcome] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(
+        self._lanes[result_id % len(self._lanes)].queue.put_nowait(
             _Item(
                 caller=caller,
                 request=request,
                 result_id=result_id,
-                fingerprint=request_fingerprint(INGEST_OPERATION, body),
+                # Only a keyed request is ever compared with a stored one.
+                fingerprint=""
+                if idempotency_key is None
+                else request_fingerprint(INGEST_OPERATION, body),
                 body_sha256=hashlib.sha256(body).hexdigest(),
                 idempotency_key=idempotency_key,
                 source=source,
@@ -403,19 +494,19 @@ class IngestWriter:
         # its data is committed anyway and a retry replays the outcome.
         return await asyncio.shield(future)
 
-    async def _run(self) -> None:
+    async def _run(self, lane: _Lane) -> None:
         while True:
-            group = self._deferred[: self._max_group]
-            self._deferred = self._deferred[self._max_group :]
+            group = lane.deferred[: self._max_group]
+            lane.deferred = lane.deferred[self._max_group :]
             if not group:
-                group.append(await self._queue.get())
-            while len(group) < self._max_group and not self._queue.empty():
-                group.append(self._queue.get_nowait())
-            await self._write_safely(group)
+                group.append(await lane.queue.get())
+            while len(group) < self._max_group and not lane.queue.empty():
+                group.append(lane.queue.get_nowait())
+            await self._write_safely(lane, group)
 
-    async def _write_safely(self, group: list[_Item]) -> None:
+    async def _write_safely(self, lane: _Lane, group: list[_Item]) -> None:
         try:
-            touched = await self._write_group(group)
+            touched = await self._write_group(lane, group)
         except Exception as exc:
             # Whatever failed (database, driver, a bug), every waiter gets an
             # answer and the writer keeps running.
@@ -426,7 +517,7 @@ class IngestWriter:
                 )
                 for item in group:
                     if not item.future.done():
-                        await self._write_safely([item])
+                        await self._write_safely(lane, [item])
                 return
             log.exception("storing an enrichment batch failed")
             item = group[0]
@@ -439,16 +530,22 @@ class IngestWriter:
         if touched and self._on_committed is not None:
             self._on_committed(touched)
 
-    async def _write_group(self, group: list[_Item]) -> list[int]:
+    async def _write_group(self, lane: _Lane, group: list[_Item]) -> list[int]:
+        """Write one group; returns the results that now have lifecycle work."""
         plans: list[_Plan] = []
         outcomes: list[tuple[_Item, IngestOutcome]] = []
         deferred: list[_Item] = []
         async with self._db.write_engine.connect() as conn, conn.begin():
-            results, last_batch_id = await self._load_results(conn, {i.result_id for i in group})
-            records = await self._load_keys(conn, group)
-            call_ids = await self._load_call_ids(conn, group)
+            (results, last_batch_id), records, call_ids = await self._sql.together(
+                (
+                    self._load_results(conn, {i.result_id for i in group}),
+                    self._load_keys(conn, group),
+                    self._load_call_ids(conn, group),
+                )
+            )
             claimed_in_group: set[tuple[int, str]] = set()
             batches_added: dict[int, int] = {}
+            attention: set[int] = set()
             for item in group:
                 org_id = item.caller.org_id
                 row = results.get(item.result_id)
@@ -473,6 +570,8 @@ class IngestWriter:
                     outcomes.append((item, self._too_many_batches()))
                     continue
                 batches_added[item.result_id] = added + 1
+                if row[3] in _ENDED:
+                    attention.add(item.result_id)
                 seen = call_ids.setdefault(item.result_id, set())
                 plans.append(self._plan(item, late=evaluated_at is not None, seen=seen))
             plans = await self._claim_keys(conn, plans, deferred)
@@ -488,21 +587,21 @@ class IngestWriter:
         self.items_written += len(plans)
         for item in deferred:
             item.attempts += 1
-        self._deferred.extend(deferred)
-        return sorted({plan.item.result_id for plan in plans})
+        lane.deferred.extend(deferred)
+        return sorted(attention.intersection(plan.item.result_id for plan in plans))
 
-    @staticmethod
-    async def _rows(conn: AsyncConnection, statement: str, params: Iterable[Any]) -> list[Any]:
-        result = await conn.exec_driver_sql(statement, tuple(params))
-        return list(result.all())
+    async def _rows(
+        self, conn: AsyncConnection, statement: str, params: Iterable[Any]
+    ) -> list[Any]:
+        return await self._sql.fetch(conn, statement, params)
 
     async def _load_results(
         self, conn: AsyncConnection, ids: set[int]
-    ) -> tuple[dict[int, tuple[int, Any, int]], int]:
+    ) -> tuple[dict[int, tuple[int, Any, int, str]], int]:
         sql = self._sql
         rows = await self._rows(conn, sql.select_results.format(sql.placeholders(len(ids))), ids)
-        last_batch_id = rows[0][4] if rows and not sql.is_pg else 0
-        return {row[0]: (row[1], row[2], row[3]) for row in rows}, last_batch_id
+        last_batch_id = rows[0][5] if rows and not sql.is_pg else 0
+        return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}, last_batch_id
 
     async def _load_keys(
         self, conn: AsyncConnection, group: Iterable[_Item]
@@ -517,18 +616,24 @@ class IngestWriter:
     async def _load_call_ids(
         self, conn: AsyncConnection, group: list[_Item]
     ) -> dict[int, set[str]]:
-        ids = sorted(
+        pairs = sorted(
             {
-                item.result_id
+                (item.result_id, call.call_id)
                 for item in group
-                if any(call.call_id is not None for call in item.request.tool_calls or ())
+                for call in item.request.tool_calls or ()
+                if call.call_id is not None
             }
         )
         seen: dict[int, set[str]] = {}
-        if not ids:
+        if not pairs:
             return seen
         sql = self._sql
-        rows = await self._rows(conn, sql.select_call_ids.format(sql.placeholders(len(ids))), ids)
+        params: tuple[Any, ...]
+        if sql.is_pg:
+            params = ([pair[0] for pair in pairs], [pair[1] for pair in pairs])
+        else:
+            params = (dumps_json(pairs),)
+        rows = await self._rows(conn, sql.select_call_ids, params)
         for result_id, call_id in rows:
             seen.setdefault(result_id, set()).add(call_id)
         return seen
@@ -580,7 +685,12 @@ class IngestWriter:
     async def _claim_keys(
         self, conn: AsyncConnection, plans: list[_Plan], deferred: list[_Item]
     ) -> list[_Plan]:
-        keyed = [plan for plan in plans if plan.item.idempotency_key is not None]
+        # Claimed in one global order, so two lanes claiming overlapping keys
+        # wait for each other instead of deadlocking.
+        keyed = sorted(
+            (plan for plan in plans if plan.item.idempotency_key is not None),
+            key=lambda plan: (plan.item.caller.org_id, plan.item.idempotency_key or ""),
+        )
         if not keyed:
             return plans
         sql = self._sql
@@ -710,6 +820,22 @@ class IngestWriter:
             summary[1] += 1
             summary[2] += len(plan.tool_calls)
             summary[4] = stamp
+        updates = [tuple(v) for v in per_result.values()]
+        if not sql.is_pg:
+            # Queued together: aiosqlite's one thread runs them in this order
+            # (batches before the rows that reference them).
+            await sql.together(
+                sql.run_many(conn, statement, rows)
+                for statement, rows in (
+                    (sql.insert_batch, batch_rows),
+                    (sql.insert_tool, tool_rows),
+                    (sql.insert_event, event_rows),
+                    (sql.insert_transcript, transcript_rows),
+                    (sql.update_result, updates),
+                )
+                if rows
+            )
+            return
         await sql.run_many(conn, sql.insert_batch, batch_rows)
         if sql.is_pg:
             # COPY is PostgreSQL's bulk path (about twice as fast as
@@ -726,12 +852,4 @@ class IngestWriter:
             ):
                 if rows:
                     await pg.copy_records_to_table(table, records=rows, columns=columns)
-        else:
-            for statement, rows in (
-                (sql.insert_tool, tool_rows),
-                (sql.insert_event, event_rows),
-                (sql.insert_transcript, transcript_rows),
-            ):
-                if rows:
-                    await sql.run_many(conn, statement, rows)
-        await sql.run_many(conn, sql.update_result, [tuple(v) for v in per_result.values()])
+        await sql.run_many(conn, sql.update_result, updates)

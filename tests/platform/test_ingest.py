@@ -1,0 +1,127 @@
+"""The group committer behind ``update-simulation-result`` (:mod:`roost.platform.ingest`).
+
+The route-level semantics live in ``tests/platform/api/test_runs.py``; these
+tests aim at what the writer decides per group and per lane: requests in one
+group sharing call ids, one Idempotency-Key used on results that different
+lanes write, and which commits wake the lifecycle worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from roost.platform.auth import Caller
+from roost.platform.ingest import IngestWriter, plan_message
+from roost.platform.settings import Limits
+from roost.platform.storage import Database
+from tests.platform.conftest import AppFactory, Org, client_for
+from tests.platform.seed import check, seed_run
+
+
+def _body(result_id: str, *call_ids: str | None, title: str = "lookup") -> bytes:
+    calls = [
+        {"name": title, "start_offset_ms": 10 * index, "call_id": call_id}
+        for index, call_id in enumerate(call_ids)
+    ]
+    return json.dumps({"simulation_result_id": result_id, "tool_calls": calls}).encode()
+
+
+async def _batches(http: httpx.AsyncClient, result_id: str) -> list[dict[str, Any]]:
+    data = check(await http.get(f"/v1/roost/simulation-results/{result_id}/enrichment"))
+    batches: list[dict[str, Any]] = data["batches"]
+    return batches
+
+
+async def _post_all(http: httpx.AsyncClient, requests: list[tuple[bytes, str | None]]) -> list[Any]:
+    async def one(body: bytes, key: str | None) -> httpx.Response:
+        headers = {"Content-Type": "application/json"}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return await http.post("/v1/update-simulation-result", content=body, headers=headers)
+
+    return list(await asyncio.gather(*(one(body, key) for body, key in requests)))
+
+
+def test_plan_message_names_duplicates_and_staleness() -> None:
+    text = plan_message(tool_calls=3, duplicates=1, events=0, transcript=2, late=True)
+    assert text.startswith("stored 2 tool calls (1 duplicates skipped), 0 events, 2 transcript")
+    assert text.endswith("its evaluation is now stale")
+
+
+async def test_call_ids_shared_by_requests_of_one_group_are_stored_once(
+    make_app: AppFactory, org: Org
+) -> None:
+    async with make_app() as app, client_for(app, org.headers) as http:
+        rid = (await seed_run(http)).result_ids[0]
+        check(await http.post("/v1/update-simulation-result", content=_body(rid, "old")))
+        # Sent together, these usually share one group; either way each call
+        # id must be stored once and every repeat counted as a duplicate.
+        responses = await _post_all(
+            http, [(_body(rid, "old", "new", f"own-{i}", None), None) for i in range(6)]
+        )
+        assert [r.status_code for r in responses] == [200] * 6, [r.text for r in responses]
+        batches = await _batches(http, rid)
+        result = check(await http.get(f"/v1/retrieve-simulation-result/{rid}"))
+    calls = [c for group in result["simulation_result"]["tool_calls"] for c in group["actual"]]
+    stored_ids = sorted(str(call["call_id"]) for call in calls)
+    assert stored_ids == sorted(["old", "new"] + [f"own-{i}" for i in range(6)] + ["None"] * 6)
+    assert sum(batch["duplicate_tool_calls"] for batch in batches) == 6 + 5
+
+
+async def test_one_key_on_results_of_different_lanes_stores_one_batch(
+    make_app: AppFactory, org: Org
+) -> None:
+    async with make_app() as app, client_for(app, org.headers) as http:
+        results = (await seed_run(http, num_runs=3)).result_ids
+        requests = [(_body(rid, f"call-{rid}"), "shared-key") for rid in results for _ in range(3)]
+        responses = await _post_all(http, requests)
+        stored = [len(await _batches(http, rid)) for rid in results]
+    statuses = sorted(r.status_code for r in responses)
+    # The first body to claim the key is stored once; its two repeats replay
+    # it; the six requests for other results reuse the key with another body.
+    assert statuses == [200] * 3 + [422] * 6, [r.text for r in responses]
+    assert sum(1 for r in responses if r.headers.get("Idempotent-Replayed") == "true") == 2
+    assert sorted(stored) == [0, 0, 1]
+    assert {r.json()["detail"][0]["type"] for r in responses if r.status_code == 422} == {
+        "idempotency_key_reused"
+    }
+
+
+async def test_only_results_whose_call_ended_wake_the_lifecycle(
+    make_app: AppFactory, org: Org, db: Database
+) -> None:
+    async with make_app() as app, client_for(app, org.headers) as http:
+        queued, ended = (await seed_run(http, num_runs=2)).result_ids
+        check(await http.post(f"/v1/roost/simulation-results/{ended}/call-started", json={}))
+        check(await http.post(f"/v1/roost/simulation-results/{ended}/call-ended", json={}))
+        reported: list[int] = []
+        writer = IngestWriter(db, app.state.settings.limits, on_committed=reported.extend)
+        await writer.start()
+        caller = Caller(org_id=org.id, org_name=org.name, key_id=org.key_id)
+        try:
+            for rid in (queued, ended):
+                body = _body(rid, None)
+                outcome = await writer.submit(
+                    caller,
+                    app.state.wire.decode(body),
+                    int(rid),
+                    body,
+                    idempotency_key=None,
+                    source="test",
+                )
+                assert outcome.status_code == 200, outcome.body
+        finally:
+            await writer.stop()
+    assert reported == [int(ended)]
+
+
+async def test_a_stopped_writer_refuses_work(db: Database) -> None:
+    writer = IngestWriter(db, Limits())
+    caller = Caller(org_id=1, org_name="x", key_id="k")
+    with pytest.raises(RuntimeError, match="not running"):
+        await writer.submit(caller, None, 1, b"{}", idempotency_key=None, source=None)
