@@ -18,9 +18,11 @@ our audio is byte-for-byte what a peer expects:
   0x1F ... 0xFFF and inverts the even bits (XOR 0x55).
 
 The tables are built with vectorised numpy at import (a few milliseconds) and
-checked in ``tests/sip/test_g711.py`` against a frozen reference fixture,
-against a scalar implementation of the classic algorithm, and against
-``audioop`` where it still exists.
+checked in ``tests/sip/test_g711.py`` against frozen tables made with SoX
+(``tests/fixtures/sip/g711/``): decoding is identical for all 256 codes of both
+laws; encoding equals SoX's for every sample G.711 defines (14-bit μ-law,
+13-bit A-law values), and on other samples differs only where SoX rounds the
+dropped low bits and we truncate them, as Sun's ``g711.c`` does.
 
 Example:
     >>> import numpy as np

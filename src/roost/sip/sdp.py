@@ -160,7 +160,7 @@ class MediaDescription:
         """The ``a=ptime`` value in milliseconds, if present and sane."""
         value = self.attribute("ptime")
         if value and value.isascii() and value.isdigit() and 0 < len(value) <= 4:
-            return int(value)
+            return int(value) or None
         return None
 
     def _payload_types(self) -> list[int]:
