@@ -64,6 +64,10 @@ class RecordedRequest:
     body: bytes
     action: str
     responded_at: float | None = None
+    # Taken just before the response is written: the earliest moment the client
+    # can have seen it (responded_at comes after the drain, when the client may
+    # already have read it and acted).
+    responding_at: float | None = None
 
     @property
     def idempotency_key(self) -> str | None:
@@ -224,6 +228,7 @@ class PlatformServer:
                     ("content-length", str(len(payload))),
                     *action.headers,
                 ]
+                record.responding_at = time.time()
                 writer.write(
                     conn.send(h11.Response(status_code=status, headers=response_headers))
                     + conn.send(h11.Data(data=payload))
