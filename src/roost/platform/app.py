@@ -34,6 +34,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from roost import __version__
 from roost.platform.api.common import Conflict, NotFound, RequestProblem, json_response
@@ -104,6 +105,24 @@ def _install_handlers(app: FastAPI) -> None:
             )
         return json_response(
             exc.status_code, {"detail": exc.detail}, headers=dict(exc.headers or {})
+        )
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        # Any route that reads the body itself: the client left before the body
+        # was complete. Nothing was stored and nobody reads the answer, but it
+        # must not surface as a server error with a traceback.
+        return json_response(
+            422,
+            {
+                "detail": [
+                    validation_detail(
+                        ["body"],
+                        "the client disconnected before sending the whole body",
+                        "body_incomplete",
+                    )
+                ]
+            },
         )
 
     @app.exception_handler(NotFound)

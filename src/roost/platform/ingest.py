@@ -42,7 +42,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -321,25 +321,6 @@ class _Sql:
         else:
             await self.fetch(conn, statement, (dumps_json(rows),))
 
-    async def together(self, statements: Iterable[Coroutine[Any, Any, Any]]) -> list[Any]:
-        """Run statements of one transaction, in order; their results.
-
-        On SQLite they are all queued at once: aiosqlite's thread takes them
-        in order (each call queues its work before its first suspension, and
-        tasks start in creation order), so the group pays one trip back to
-        the event loop instead of one per statement. Every statement has
-        finished before an error is raised, so the rollback that follows
-        never races one still running. PostgreSQL's connection takes one
-        statement at a time, so there they run one after the other.
-        """
-        if self.is_pg:
-            return [await statement for statement in statements]
-        outcomes = await asyncio.gather(*statements, return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        return outcomes
-
     async def fetch(
         self, conn: AsyncConnection, statement: str, params: Iterable[Any]
     ) -> list[Any]:
@@ -536,13 +517,9 @@ class IngestWriter:
         outcomes: list[tuple[_Item, IngestOutcome]] = []
         deferred: list[_Item] = []
         async with self._db.write_engine.connect() as conn, conn.begin():
-            (results, last_batch_id), records, call_ids = await self._sql.together(
-                (
-                    self._load_results(conn, {i.result_id for i in group}),
-                    self._load_keys(conn, group),
-                    self._load_call_ids(conn, group),
-                )
-            )
+            results, last_batch_id = await self._load_results(conn, {i.result_id for i in group})
+            records = await self._load_keys(conn, group)
+            call_ids = await self._load_call_ids(conn, group)
             claimed_in_group: set[tuple[int, str]] = set()
             batches_added: dict[int, int] = {}
             attention: set[int] = set()
@@ -590,16 +567,13 @@ class IngestWriter:
         lane.deferred.extend(deferred)
         return sorted(attention.intersection(plan.item.result_id for plan in plans))
 
-    async def _rows(
-        self, conn: AsyncConnection, statement: str, params: Iterable[Any]
-    ) -> list[Any]:
-        return await self._sql.fetch(conn, statement, params)
-
     async def _load_results(
         self, conn: AsyncConnection, ids: set[int]
     ) -> tuple[dict[int, tuple[int, Any, int, str]], int]:
         sql = self._sql
-        rows = await self._rows(conn, sql.select_results.format(sql.placeholders(len(ids))), ids)
+        rows = await self._sql.fetch(
+            conn, sql.select_results.format(sql.placeholders(len(ids))), ids
+        )
         last_batch_id = rows[0][5] if rows and not sql.is_pg else 0
         return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}, last_batch_id
 
@@ -610,7 +584,9 @@ class IngestWriter:
         if not keys:
             return {}
         sql = self._sql
-        rows = await self._rows(conn, sql.select_keys.format(sql.placeholders(len(keys))), keys)
+        rows = await self._sql.fetch(
+            conn, sql.select_keys.format(sql.placeholders(len(keys))), keys
+        )
         return {(row[0], row[1]): (row[2], row[3], row[4]) for row in rows}
 
     async def _load_call_ids(
@@ -633,7 +609,7 @@ class IngestWriter:
             params = ([pair[0] for pair in pairs], [pair[1] for pair in pairs])
         else:
             params = (dumps_json(pairs),)
-        rows = await self._rows(conn, sql.select_call_ids, params)
+        rows = await self._sql.fetch(conn, sql.select_call_ids, params)
         for result_id, call_id in rows:
             seen.setdefault(result_id, set()).add(call_id)
         return seen
@@ -711,7 +687,7 @@ class IngestWriter:
         # Chunked to stay far below the drivers' bound-parameter limits.
         for start in range(0, len(keyed), 500):
             chunk = keyed[start : start + 500]
-            rows = await self._rows(
+            rows = await self._sql.fetch(
                 conn,
                 sql.claim_keys.format(sql.rows_placeholders(len(chunk), 7)),
                 params[start * 7 : (start + len(chunk)) * 7],
@@ -731,7 +707,7 @@ class IngestWriter:
         self, conn: AsyncConnection, count: int, last_batch_id: int
     ) -> list[int]:
         if self._sql.is_pg:
-            rows = await self._rows(
+            rows = await self._sql.fetch(
                 conn,
                 "SELECT nextval($1::regclass) FROM generate_series(1, $2)",
                 (self._pg_batch_sequence, count),
@@ -822,19 +798,16 @@ class IngestWriter:
             summary[4] = stamp
         updates = [tuple(v) for v in per_result.values()]
         if not sql.is_pg:
-            # Queued together: aiosqlite's one thread runs them in this order
-            # (batches before the rows that reference them).
-            await sql.together(
-                sql.run_many(conn, statement, rows)
-                for statement, rows in (
-                    (sql.insert_batch, batch_rows),
-                    (sql.insert_tool, tool_rows),
-                    (sql.insert_event, event_rows),
-                    (sql.insert_transcript, transcript_rows),
-                    (sql.update_result, updates),
-                )
-                if rows
-            )
+            # Batches before the rows that reference them.
+            for statement, rows in (
+                (sql.insert_batch, batch_rows),
+                (sql.insert_tool, tool_rows),
+                (sql.insert_event, event_rows),
+                (sql.insert_transcript, transcript_rows),
+                (sql.update_result, updates),
+            ):
+                if rows:
+                    await sql.run_many(conn, statement, rows)
             return
         await sql.run_many(conn, sql.insert_batch, batch_rows)
         if sql.is_pg:

@@ -172,7 +172,7 @@ class _Downsampler:
         """Return the rest of the real audio; the stream stays usable."""
         out: list[bytes] = []
         for _ in range(32):
-            if not self._real_pending():
+            if not self._real_left():
                 return b"".join(out)
             out.append(self._feed(self._PAD, False))
         # Never expected (soxr holding over a second): end the stream instead.
@@ -196,14 +196,6 @@ class _Downsampler:
                 left += end - start
             start = max(start, end)
         return left
-
-    def _real_pending(self) -> bool:
-        start = self._next
-        for end, real in self._segments:
-            if real and end > start:
-                return True
-            start = max(start, end)
-        return False
 
     def _feed(self, pcm: bytes, real: bool) -> bytes:
         self._fed += len(pcm) // 2

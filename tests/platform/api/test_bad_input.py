@@ -245,3 +245,48 @@ async def test_odd_headers_ids_and_nul_characters_are_client_errors(
         json={"simulation_result_id": "1", "tool_calls": [{"name": "a\x00", "start_offset_ms": 1}]},
     )
     _assert_422(response, ["body", "tool_calls", 0, "name"])
+
+
+async def test_a_client_that_leaves_mid_body_gets_a_422_and_nothing_is_stored(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    seeded = await seed_run(client)
+    result_id = seeded.result_ids[0]
+    sent: list[dict[str, Any]] = []
+    incoming = [
+        {"type": "http.request", "body": b'{"simulation_result_id": "', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": UPDATE,
+        "raw_path": UPDATE.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"roost.test"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"4000"),
+            (b"x-api-key", org.key.encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("roost.test", 80),
+    }
+    await client.app(scope, receive, send)  # type: ignore[attr-defined]
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    assert start["status"] == 422
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert b"body_incomplete" in body
+    batches = check(await client.get(f"/v1/roost/simulation-results/{result_id}/enrichment"))
+    assert batches["batches"] == []

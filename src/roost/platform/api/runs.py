@@ -25,7 +25,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.requests import ClientDisconnect
 
 from roost.platform.api.common import (
     ERROR_RESPONSES,
@@ -153,14 +152,7 @@ async def update_simulation_result(request: Request) -> Response:
             "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces",
             "string_pattern_mismatch",
         )
-    try:
-        body = await request.body()
-    except ClientDisconnect:
-        # Gone before the body was complete: nothing is stored and nobody
-        # reads the answer, but it must not surface as a server error.
-        return validation_error(
-            ["body"], "the client disconnected before sending the whole body", "body_incomplete"
-        )
+    body = await request.body()
     wire: Wire = request.app.state.wire
     try:
         update = wire.decode(body)
