@@ -14,11 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from roost.platform.auth import Caller
 from roost.platform.ingest import IngestWriter, plan_message
 from roost.platform.settings import Limits
 from roost.platform.storage import Database
+from roost.platform.storage.tables import TranscriptEntryRow
 from tests.platform.conftest import AppFactory, Org, client_for
 from tests.platform.seed import check, seed_run
 
@@ -125,3 +127,50 @@ async def test_a_stopped_writer_refuses_work(db: Database) -> None:
     caller = Caller(org_id=1, org_name="x", key_id="k")
     with pytest.raises(RuntimeError, match="not running"):
         await writer.submit(caller, None, 1, b"{}", idempotency_key=None, source=None)
+
+
+async def test_rows_split_over_several_padded_inserts_are_all_stored_in_order(
+    make_app: AppFactory, org: Org, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small statements force several chunks per table and a padded last one
+    # (11 calls -> 4 + 4 + 3 padded to 4), on SQLite's multi-row VALUES path.
+    monkeypatch.setattr("roost.platform.ingest.MAX_ROWS_PER_INSERT", 4)
+    monkeypatch.setattr("roost.platform.ingest.MIN_ROWS_PER_INSERT", 2)
+    async with make_app() as app, client_for(app, org.headers) as http:
+        rid = (await seed_run(http)).result_ids[0]
+        body = {
+            "simulation_result_id": rid,
+            "tool_calls": [
+                {"name": f"tool-{i}", "start_offset_ms": i, "call_id": f"c{i}", "output": i}
+                for i in range(11)
+            ],
+            "events": [{"title": f"event-{i}", "start_offset_ms": i} for i in range(5)],
+            "recorded_transcript": [
+                {
+                    "speaker": "AGENT",
+                    "utterance": f"line {i}",
+                    "start_offset_ms": i,
+                    "end_offset_ms": i + 1,
+                }
+                for i in range(3)
+            ],
+        }
+        check(await http.post("/v1/update-simulation-result", json=body))
+        result = check(await http.get(f"/v1/retrieve-simulation-result/{rid}"))
+        [batch] = await _batches(http, rid)
+    groups = result["simulation_result"]["tool_calls"]
+    assert sorted((g["name"], c["call_id"], c["output"]) for g in groups for c in g["actual"]) == [
+        (f"tool-{i}", f"c{i}", i) for i in sorted(range(11), key=str)
+    ]
+    assert (batch["tool_calls"], batch["events"], batch["transcript_entries"]) == (11, 5, 3)
+    async with db.read() as session:
+        lines = (
+            await session.execute(
+                select(TranscriptEntryRow.seq, TranscriptEntryRow.utterance).order_by(
+                    TranscriptEntryRow.seq
+                )
+            )
+        ).all()
+    assert [tuple(line) for line in lines] == [(i, f"line {i}") for i in range(3)]
+    events = result["simulation_result"].get("events") or []
+    assert [e["title"] for e in events] == [f"event-{i}" for i in range(5)]

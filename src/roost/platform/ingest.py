@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -220,12 +221,33 @@ BATCH_COLUMNS = (
 )
 
 
+#: Rows in one SQLite multi-row INSERT (padded up to a power of two, at least
+#: the minimum), also kept under the library's bound-variable limit.
+MAX_ROWS_PER_INSERT = 1024
+MIN_ROWS_PER_INSERT = 8
+
+
+@dataclass(frozen=True, slots=True)
+class _RowsInsert:
+    """A SQLite ``INSERT ... SELECT * FROM (VALUES ...)`` sized per call."""
+
+    template: str
+    width: int
+
+
 class _Sql:
     """The hot path's statements in the dialect's parameter style."""
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self.is_pg = dialect.name == "postgresql"
+        self.max_variables = 0
+        self._values_cache: dict[tuple[str, int], str] = {}
+        if not self.is_pg:
+            # 999 in SQLite before 3.32, 32766 by default since; read it
+            # from the library the driver uses.
+            with contextlib.closing(sqlite3.connect(":memory:")) as probe:
+                self.max_variables = probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         ts = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
         assert ts is not None
         self.ts: Callable[[datetime | None], Any] = ts
@@ -300,26 +322,56 @@ class _Sql:
                 + " FROM json_each(?) AS u WHERE simulation_results.id = u.value ->> 0"
             )
 
-    def _insert_sql(self, table: str, columns: tuple[str, ...], suffix: str = "") -> str:
+    def _insert_sql(
+        self, table: str, columns: tuple[str, ...], suffix: str = ""
+    ) -> str | _RowsInsert:
         names = ", ".join(columns)
         if self.is_pg:
-            values = f"VALUES ({self.placeholders(len(columns))})"
-        else:
-            # One JSON array of rows, unpacked by SQLite itself: a single
-            # bound parameter and a single step per statement, instead of
-            # one step (and one GIL hand-off in the driver) per row.
-            picks = ", ".join(f"value ->> {i}" for i in range(len(columns)))
-            values = f"SELECT {picks} FROM json_each(?) WHERE true"
-        return f"INSERT INTO {table} ({names}) {values}{suffix}"
+            return (
+                f"INSERT INTO {table} ({names}) VALUES ({self.placeholders(len(columns))}){suffix}"
+            )
+        # The first column (a batch id) is never NULL in a real row, so the
+        # NULL rows that pad the VALUES list to its size are filtered out.
+        # WHERE also keeps ON CONFLICT from being parsed as a join clause.
+        return _RowsInsert(
+            f"INSERT INTO {table} ({names}) SELECT * FROM (VALUES {{}}) "
+            f"WHERE column1 IS NOT NULL{suffix}",
+            len(columns),
+        )
+
+    def _values_sql(self, insert: _RowsInsert, rows: int) -> str:
+        key = (insert.template, rows)
+        text = self._values_cache.get(key)
+        if text is None:
+            row = "(" + ", ".join("?" * insert.width) + ")"
+            text = self._values_cache[key] = insert.template.format(", ".join([row] * rows))
+        return text
 
     async def run_many(
-        self, conn: AsyncConnection, statement: str, rows: list[tuple[Any, ...]]
+        self, conn: AsyncConnection, statement: str | _RowsInsert, rows: list[tuple[Any, ...]]
     ) -> None:
         """Execute a multi-row statement built by this class."""
-        if self.is_pg:
-            await conn.exec_driver_sql(statement, rows)
-        else:
-            await self.fetch(conn, statement, (dumps_json(rows),))
+        if isinstance(statement, str):
+            if self.is_pg:
+                await conn.exec_driver_sql(statement, rows)
+            else:
+                await self.fetch(conn, statement, (dumps_json(rows),))
+            return
+        # One statement, so one step in SQLite and one GIL hand-off in the
+        # driver, with every value bound in C: executemany steps (and gives
+        # up the GIL) once per row, and a JSON array of rows makes SQLite
+        # parse each row's text again for every column it picks.
+        width = statement.width
+        cap = 1 << ((self.max_variables // width).bit_length() - 1)
+        cap = min(cap, MAX_ROWS_PER_INSERT)
+        for start in range(0, len(rows), cap):
+            chunk = rows[start : start + cap]
+            # Sizes are powers of two so that few statement texts exist and
+            # the driver's statement cache keeps them compiled.
+            size = max(MIN_ROWS_PER_INSERT, 1 << (len(chunk) - 1).bit_length())
+            params = [value for row in chunk for value in row]
+            params += [None] * ((size - len(chunk)) * width)
+            await self.fetch(conn, self._values_sql(statement, size), params)
 
     async def fetch(
         self, conn: AsyncConnection, statement: str, params: Iterable[Any]
