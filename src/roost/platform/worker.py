@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from roost.platform.judges import JudgeSetup
 from roost.platform.lifecycle import LifecyclePolicy
 from roost.platform.progress import ApplyStats, apply_due
 from roost.platform.storage import Database, utcnow
@@ -42,6 +43,7 @@ class LifecycleWorker:
         policy: Grace window and re-evaluation policy.
         interval: Seconds between passes when nothing notifies it.
         clock: Returns the current time (tests may pass their own).
+        judging: The judge for model-judged checks (default: none).
     """
 
     def __init__(
@@ -51,7 +53,9 @@ class LifecycleWorker:
         *,
         interval: float = 1.0,
         clock: Callable[[], datetime] = utcnow,
+        judging: JudgeSetup | None = None,
     ) -> None:
+        self._judging = judging
         self._db = db
         self._policy = policy
         self._interval = interval
@@ -80,7 +84,7 @@ class LifecycleWorker:
 
     async def run_once(self) -> ApplyStats:
         """One pass, now (also used by tests)."""
-        stats = await apply_due(self._db, self._policy, self._clock())
+        stats = await apply_due(self._db, self._policy, self._clock(), judging=self._judging)
         self.passes += 1
         self.last_stats = stats
         return stats

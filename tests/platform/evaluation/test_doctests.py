@@ -12,6 +12,7 @@ MODULES = [
     "roost.platform.evaluation.assignment",
     "roost.platform.evaluation.engine",
     "roost.platform.evaluation.errors",
+    "roost.platform.evaluation.judging",
     "roost.platform.evaluation.matchers",
     "roost.platform.evaluation.paths",
     "roost.platform.evaluation.report",

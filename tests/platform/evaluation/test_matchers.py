@@ -115,6 +115,9 @@ CASES: list[tuple[Any, Any, bool]] = [
     ({"absent": True}, "x", False),
     ("ignore", MISSING, True),
     ({"ignore": True}, 42, True),
+    # judge: never decided by the matcher alone (the engine asks a judge)
+    ({"judge": "a date in any format"}, "Jan 2", False),
+    ({"judge": "a date in any format"}, MISSING, False),
 ]
 
 

@@ -203,12 +203,13 @@ def test_fast_scoring_agrees_with_explained_scoring(
 ) -> None:
     # Candidate pairings are scored without reasons; the chosen ones are then
     # judged again with reasons. Both must count the same checks the same way.
-    from roost.platform.evaluation.engine import _count_passing, _judge_pair
+    from roost.platform.evaluation.engine import NO_JUDGEMENT, _Evaluation
 
     spec = parse_expectations(entries)
+    run = _Evaluation(spec, calls, [], {}, NO_JUDGEMENT)
     for expected in spec.calls:
         for actual in calls:
-            judged = _judge_pair(expected, actual)
-            assert _count_passing(expected, actual) == (judged.passed, judged.total)
+            judged = run._judge_pair(expected, actual)
+            assert run._count_passing(expected, actual) == (judged.passed, judged.total)
     report = evaluate(spec, calls)
     assert 0.0 <= report.score <= 1.0

@@ -412,14 +412,19 @@ async def _digital_humans(
     tags=["results"],
 )
 async def re_evaluate_simulation_result(
-    simulation_result_id: int, caller: CallerDep, db: DatabaseDep
+    simulation_result_id: int, caller: CallerDep, db: DatabaseDep, request: Request
 ) -> Any:
     """Evaluate an ended result again, now, with everything stored so far."""
     result_id = parse_id(simulation_result_id)
     evaluation = None
     if result_id is not None:
         try:
-            evaluation = await reevaluate(db, result_id, org_id=caller.org_id)
+            evaluation = await reevaluate(
+                db,
+                result_id,
+                org_id=caller.org_id,
+                judging=getattr(request.app.state, "judging", None),
+            )
         except InvalidTransition as exc:
             raise Conflict(str(exc)) from None
     if evaluation is None:

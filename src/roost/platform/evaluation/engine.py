@@ -28,6 +28,17 @@ How a result is judged:
    passed. So one missing call among four expected ones, with nothing else
    configured, scores 0.75 and fails.
 
+Model-judged checks (``judge`` matchers, ``judge_fallback``) are decided from
+the ``judgements`` passed in, keyed by :attr:`.judging.JudgementRequest.key`;
+the engine lists every question it needed in ``report.judgement_requests``
+(those not answered in ``report.pending_judgements``). A driver therefore runs
+the engine, answers the pending requests and runs it again, until nothing is
+pending (:meth:`roost.platform.judges.JudgeDriver.judgements_for`; at most
+three runs: ``judge`` requests are made for every candidate pairing in the
+first run, and fallback requests only for the pairs finally assigned, which
+the ``judge`` answers can change once). A judged check without an answer fails, its
+reason saying why (``unjudged``).
+
 Calls are put in time order by ``start_offset_ms``, ties broken by the order
 they were given in. Events are plain dicts (Bluejay ``Event``); those without a
 string ``title`` are skipped.
@@ -57,13 +68,16 @@ from fractions import Fraction
 from typing import Any
 
 from roost.platform.evaluation.assignment import longest_increasing_run, max_weight_matching
-from roost.platform.evaluation.matchers import Outcome
+from roost.platform.evaluation.judging import MAX_JUDGEMENTS, Judgement, JudgementRequest
+from roost.platform.evaluation.matchers import Judged, Outcome, reference_value
 from roost.platform.evaluation.paths import MISSING, resolve
 from roost.platform.evaluation.report import ActualToolCall, CheckKind, EvaluationReport, Verdict
 from roost.platform.evaluation.spec import Check, ExpectedCall, ToolExpectations, ToolRule
 from roost.platform.evaluation.values import preview
 
 __all__ = ["evaluate"]
+
+NO_JUDGEMENT = "no judgement was supplied for it"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,32 +102,7 @@ def _extra_keys(expected: ExpectedCall, call: ActualToolCall) -> list[str]:
     return sorted(set(given) - expected.allowed_keys)
 
 
-def _count_passing(expected: ExpectedCall, call: ActualToolCall) -> tuple[int, int]:
-    """(checks passed, checks made) for one candidate pairing, without reasons.
-
-    Every candidate pairing is scored, so this skips building the reason
-    strings that only the pairs finally chosen need (:func:`_judge_pair`).
-    """
-    passed = 0
-    for check in expected.checks:
-        value = _value(check, call)
-        try:
-            passed += (value is MISSING and check.optional) or check.matcher.test(value)
-        except RecursionError:
-            pass
-    total = len(expected.checks)
-    if expected.allowed_keys is not None:
-        total += 1
-        passed += not _extra_keys(expected, call)
-    if expected.max_duration_ms is not None:
-        total += 1
-        elapsed = call.elapsed_ms
-        passed += elapsed is not None and elapsed <= expected.max_duration_ms
-    return passed, total
-
-
-def _run_check(check: Check, call: ActualToolCall) -> Outcome:
-    value = _value(check, call)
+def _base_outcome(check: Check, value: Any) -> Outcome:
     if value is MISSING and check.optional:
         return Outcome(True, "omitted (allowed by superset)")
     try:
@@ -122,27 +111,20 @@ def _run_check(check: Check, call: ActualToolCall) -> Outcome:
         return Outcome(False, "value nested too deeply to compare")
 
 
-def _judge_pair(expected: ExpectedCall, call: ActualToolCall) -> _PairResult:
-    outcomes: list[tuple[str, Outcome]] = [
-        (check.label, _run_check(check, call)) for check in expected.checks
-    ]
-    if expected.allowed_keys is not None:
-        extra = _extra_keys(expected, call)
-        outcome = (
-            Outcome(True, "ok")
-            if not extra
-            else Outcome(
-                False, f"unexpected argument{'s' if len(extra) > 1 else ''} {', '.join(extra)}"
-            )
-        )
-        outcomes.append(("parameters (no other keys)", outcome))
-    if expected.max_duration_ms is not None:
-        outcomes.append(("duration", _duration_outcome(call, expected.max_duration_ms)))
-    checks = [
-        {"check": label, "passed": outcome.passed, "reason": outcome.reason}
-        for label, outcome in outcomes
-    ]
-    return _PairResult(sum(o.passed for _, o in outcomes), len(outcomes), checks)
+def _base_test(check: Check, value: Any) -> bool:
+    if value is MISSING and check.optional:
+        return True
+    try:
+        return check.matcher.test(value)
+    except RecursionError:
+        return False
+
+
+def _extra_keys_outcome(expected: ExpectedCall, call: ActualToolCall) -> Outcome:
+    extra = _extra_keys(expected, call)
+    if not extra:
+        return Outcome(True, "ok")
+    return Outcome(False, f"unexpected argument{'s' if len(extra) > 1 else ''} {', '.join(extra)}")
 
 
 def _duration_outcome(call: ActualToolCall, budget: float) -> Outcome:
@@ -162,15 +144,22 @@ class _Evaluation:
         spec: ToolExpectations,
         calls: Sequence[ActualToolCall],
         events: Sequence[Mapping[str, Any]],
+        judgements: Mapping[str, Judgement],
+        unjudged: str,
     ) -> None:
         self.spec = spec
+        self.judgements = judgements
+        self.unjudged = unjudged
+        self.requests: dict[str, JudgementRequest] = {}
+        """Every question asked, in a deterministic order (``judge`` matchers
+        of every candidate pairing first, then fallbacks of assigned pairs)."""
         self.calls = list(calls)
         self.events = [event for event in events if isinstance(event, Mapping)]
         timeline = sorted(range(len(self.calls)), key=lambda i: (self.calls[i].start_offset_ms, i))
         self.timeline = timeline
         self.rank = {index: position for position, index in enumerate(timeline)}
         self.pairs: dict[tuple[int, int], tuple[int, int]] = {
-            (entry.index, index): _count_passing(entry, call)
+            (entry.index, index): self._count_passing(entry, call)
             for entry in spec.calls
             for index, call in enumerate(self.calls)
             if entry.accepts(call.name)
@@ -178,11 +167,136 @@ class _Evaluation:
         self.assigned = self._assign()
         self.owner = {actual: entry for entry, actual in self.assigned.items()}
         self.judged = {
-            entry: _judge_pair(spec.calls[entry], self.calls[actual])
-            for entry, actual in self.assigned.items()
+            entry: self._judge_pair(spec.calls[entry], self.calls[actual])
+            for entry, actual in sorted(self.assigned.items())
         }
         self.verdicts: list[Verdict] = []
         self.scores: list[Fraction] = []
+
+    # --- checks of one pairing ---------------------------------------------------
+
+    def _ask(self, request: JudgementRequest) -> tuple[Judgement | str, str | None]:
+        """The supplied answer to ``request`` (else why there is none), and its
+        key if the request was made (it is not over the limit)."""
+        key = request.key
+        if key not in self.requests:
+            if len(self.requests) >= MAX_JUDGEMENTS:
+                reason = (
+                    f"not judged: over the limit of {MAX_JUDGEMENTS} judge questions per evaluation"
+                )
+                return reason, None
+            self.requests[key] = request
+        judgement = self.judgements.get(key)
+        if judgement is None:
+            return f"not judged: {self.unjudged}", key
+        return judgement, key
+
+    def _judged(
+        self, check: Check, matcher: Judged, value: Any, call: ActualToolCall
+    ) -> tuple[Outcome, str | None]:
+        if value is MISSING:
+            return _base_outcome(check, value), None
+        request = JudgementRequest(
+            "judge",
+            matcher.criterion,
+            matcher.expected,
+            value,
+            matcher.threshold,
+            context=f"{call.name} {check.label}",
+        )
+        answer, key = self._ask(request)
+        if isinstance(answer, str):
+            return Outcome(False, answer), key
+        verdict = answer.verdict(matcher.threshold)
+        if verdict is None:
+            return Outcome(False, answer.describe()), key
+        bar = "" if matcher.threshold is None else f", threshold {matcher.threshold:g}"
+        word = "passed" if verdict else "failed"
+        return Outcome(verdict, f"{word}{bar}, {answer.describe()}"), key
+
+    def _fallback(
+        self, check: Check, value: Any, call: ActualToolCall, failed: Outcome
+    ) -> tuple[Outcome, str | None]:
+        criterion = (
+            f"{check.label} should be {check.matcher.describe()}; accept a value with the "
+            "same meaning written in another format, spelling or wording"
+        )
+        expected = reference_value(check.matcher)
+        request = JudgementRequest(
+            "fallback", criterion, expected, value, None, context=f"{call.name} {check.label}"
+        )
+        answer, key = self._ask(request)
+        if isinstance(answer, str):
+            return Outcome(False, f"{failed.reason}; judge fallback {answer}"), key
+        verdict = answer.verdict(None)
+        if verdict is None:
+            return Outcome(False, f"{failed.reason}; judge fallback {answer.describe()}"), key
+        if verdict:
+            reason = (
+                f"deterministic check failed ({failed.reason}); passed by the judge "
+                f"fallback, {answer.describe()}"
+            )
+            return Outcome(True, reason), key
+        return (
+            Outcome(False, f"{failed.reason}; the judge fallback agreed, {answer.describe()}"),
+            key,
+        )
+
+    def _count_passing(self, expected: ExpectedCall, call: ActualToolCall) -> tuple[int, int]:
+        """(checks passed, checks made) for one candidate pairing, without reasons.
+
+        Every candidate pairing is scored, so this skips building the reason
+        strings that only the pairs finally chosen need (:meth:`_judge_pair`).
+        ``judge`` matchers count with their supplied answers; fallbacks do not
+        (they are asked only about the pairs finally chosen).
+        """
+        passed = 0
+        for check in expected.checks:
+            value = _value(check, call)
+            if isinstance(check.matcher, Judged):
+                passed += self._judged(check, check.matcher, value, call)[0].passed
+            else:
+                passed += _base_test(check, value)
+        total = len(expected.checks)
+        if expected.allowed_keys is not None:
+            total += 1
+            passed += not _extra_keys(expected, call)
+        if expected.max_duration_ms is not None:
+            total += 1
+            elapsed = call.elapsed_ms
+            passed += elapsed is not None and elapsed <= expected.max_duration_ms
+        return passed, total
+
+    def _judge_pair(self, expected: ExpectedCall, call: ActualToolCall) -> _PairResult:
+        fallback = self.spec.fallback_for(expected)
+        outcomes: list[tuple[str, Outcome, str | None]] = []
+        for check in expected.checks:
+            value = _value(check, call)
+            key: str | None = None
+            if isinstance(check.matcher, Judged):
+                outcome, key = self._judged(check, check.matcher, value, call)
+            else:
+                outcome = _base_outcome(check, value)
+                if fallback and not outcome.passed and value is not MISSING:
+                    outcome, key = self._fallback(check, value, call, outcome)
+            outcomes.append((check.label, outcome, key))
+        if expected.allowed_keys is not None:
+            outcomes.append(
+                ("parameters (no other keys)", _extra_keys_outcome(expected, call), None)
+            )
+        if expected.max_duration_ms is not None:
+            outcomes.append(("duration", _duration_outcome(call, expected.max_duration_ms), None))
+        checks = []
+        for label, outcome, key in outcomes:
+            item: dict[str, Any] = {
+                "check": label,
+                "passed": outcome.passed,
+                "reason": outcome.reason,
+            }
+            if key is not None:
+                item["judgement"] = key
+            checks.append(item)
+        return _PairResult(sum(o.passed for _, o, _ in outcomes), len(outcomes), checks)
 
     # --- assignment ------------------------------------------------------------
 
@@ -258,9 +372,15 @@ class _Evaluation:
             reason = f"{entry.label}: called at {self.calls[actual].start_offset_ms} ms"
             if result.total:
                 reason += f", {result.passed}/{result.total} checks passed"
-            failed = [f"{c['check']}: {c['reason']}" for c in result.checks if not c["passed"]]
-            if failed:
-                reason += "; " + "; ".join(failed)
+            # Failed checks, and every check a judge decided: a verdict that
+            # rests on a model's opinion must say so, and whose.
+            noted = [
+                f"{c['check']}: {c['reason']}"
+                for c in result.checks
+                if not c["passed"] or "judgement" in c
+            ]
+            if noted:
+                reason += "; " + "; ".join(noted)
             self.add(
                 "expected_call",
                 result.score,
@@ -469,6 +589,9 @@ def evaluate(
     spec: ToolExpectations,
     actual: Sequence[ActualToolCall],
     events: Sequence[Mapping[str, Any]] = (),
+    *,
+    judgements: Mapping[str, Judgement] | None = None,
+    unjudged: str = NO_JUDGEMENT,
 ) -> EvaluationReport:
     """Judge a result's tool calls and events against a digital human's spec.
 
@@ -476,10 +599,14 @@ def evaluate(
         spec: From :meth:`ToolExpectations.from_digital_human`.
         actual: The result's tool calls, in any order (deduplicated already).
         events: The result's business events (Bluejay ``Event`` dicts).
+        judgements: Answers to judgement requests, by request key.
+        unjudged: Why a judged check has no answer, for its reason
+            (``"no judge is configured"``...).
 
     Returns:
-        The report: Bluejay groups, verdicts with reasons, score and pass/fail.
-        Pure and deterministic: the same inputs give the same report.
+        The report: Bluejay groups, verdicts with reasons, score and pass/fail,
+        and the judgement requests made. Pure and deterministic: the same
+        inputs and judgements give the same report.
 
     Example:
         >>> spec = ToolExpectations.from_digital_human({"expected_tool_calls": [
@@ -489,7 +616,8 @@ def evaluate(
         >>> report.passed, report.score
         (False, 0.8333333333333334)
     """
-    run = _Evaluation(spec, actual, events)
+    answers = judgements or {}
+    run = _Evaluation(spec, actual, events, answers, unjudged)
     run.judge_expected()
     if spec.order == "strict":
         run.judge_order()
@@ -507,4 +635,6 @@ def evaluate(
         score=float(score),
         verdicts=run.verdicts,
         warnings=list(spec.warnings),
+        judgement_requests=list(run.requests.values()),
+        judgements={key: answers[key] for key in run.requests if key in answers},
     )

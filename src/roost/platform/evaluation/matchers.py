@@ -48,7 +48,21 @@ operator         passes when the actual value...             options
 ``any``          is present, whatever its value (even null)   -
 ``absent``       is not present                               -
 ``ignore``       always; the place is not checked at all      -
+``judge``        satisfies the criterion (a sentence) in the  ``expected``, ``threshold``
+                 opinion of the configured judge model; see   (0..1)
+                 below
 ===============  ==========================================  ==========================
+
+``judge`` is the one matcher the pure engine cannot decide alone: ``{"judge":
+"the date the caller asked for, in any format", "threshold": 0.8}``. The
+criterion says in words what the value must be; ``expected`` (default: the
+value at the same path in ``parameters``/``output``, else none) is what it is
+compared with; ``threshold`` is the score the judge must give for a pass
+(default: the judge's own verdict). The engine emits a judgement request and a
+driver asks the configured judge (:mod:`roost.platform.evaluation.judging`); a
+check no judge answered fails and says why. The string shorthand ``"judge"``
+means "has the same meaning as the expected value". ``judge`` is not allowed in
+event rules.
 
 String shorthands: ``"any"``, ``"absent"`` and ``"ignore"`` stand for themselves;
 any other operator name as a string (``"datetime"``, ``"text"``, ``"regex"``...)
@@ -88,6 +102,7 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any, ClassVar, Final
 
 from roost.platform.evaluation.errors import ExpectationError
+from roost.platform.evaluation.judging import MAX_JUDGE_TEXT
 from roost.platform.evaluation.paths import MISSING, format_path
 from roost.platform.evaluation.values import (
     SkipTrie,
@@ -98,7 +113,7 @@ from roost.platform.evaluation.values import (
     subset_difference,
 )
 
-__all__ = ["OPERATORS", "Matcher", "Outcome", "parse_matcher"]
+__all__ = ["OPERATORS", "Judged", "Matcher", "Outcome", "parse_matcher", "reference_value"]
 
 MAX_PATTERN_LENGTH: Final = 1000
 MAX_REGEX_SUBJECT: Final = 20_000
@@ -415,6 +430,55 @@ class OneOf(Matcher):
 
     def describe(self) -> str:
         return f"one of {preview(self.choices)}"
+
+
+# --- model-judged ----------------------------------------------------------------
+
+DEFAULT_JUDGE_CRITERION: Final = "has the same meaning as the expected value"
+
+
+class Judged(Matcher):
+    """A value a judge model decides on; the engine asks, this only records what.
+
+    :meth:`check` alone cannot decide and fails; :mod:`.engine` turns the
+    check into a judgement request and reads the answer it is given.
+    """
+
+    op = "judge"
+    options = frozenset({"expected", "threshold"})
+
+    def __init__(self, criterion: str, expected: Any, threshold: float | None) -> None:
+        self.criterion = criterion
+        self.expected = expected
+        """The reference value, or ``None`` when the criterion says it all."""
+        self.threshold = threshold
+
+    def check(self, value: Any) -> Outcome:
+        if value is MISSING:
+            return self._missing()
+        return Outcome(False, "not judged: needs a judge model")
+
+    def describe(self) -> str:
+        return f"judged: {preview(self.criterion)}"
+
+
+def reference_value(matcher: Matcher) -> Any:
+    """The expected value a deterministic matcher compares with, for a judge.
+
+    ``None`` when the matcher has no single reference value (``regex``,
+    ``type``, ``range``...): the judge then has only the criterion.
+
+    Example:
+        >>> reference_value(parse_matcher({"date": "2026-01-02"}))
+        '2026-01-02'
+    """
+    if isinstance(matcher, (Equals, Subset, Superset, Text, Similar, Contains, Approx)):
+        return matcher.expected
+    if isinstance(matcher, (DateTime, Date, TimeOfDay)):
+        return matcher.text
+    if isinstance(matcher, OneOf):
+        return matcher.choices
+    return None
 
 
 # --- numbers -----------------------------------------------------------------
@@ -739,6 +803,27 @@ def _make_type(arg: Any, raw: Mapping[str, Any]) -> Matcher:
     return TypeIs(tuple(names))
 
 
+def _make_judge(arg: Any, raw: Mapping[str, Any], default: Any) -> Matcher:
+    if not isinstance(arg, str) or not arg.strip():
+        raise ExpectationError(("judge",), "must be a non-empty criterion (a sentence)")
+    if len(arg) > MAX_JUDGE_TEXT:
+        raise ExpectationError(("judge",), f"may have at most {MAX_JUDGE_TEXT} characters")
+    unknown = sorted(set(raw) - {"judge"} - Judged.options)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(Judged.options), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ExpectationError(
+            (unknown[0],), f"unknown option for 'judge' (allowed: expected, threshold){hint}"
+        )
+    threshold: float | None = None
+    if raw.get("threshold") is not None:
+        threshold = _number_option(raw, "threshold", 0.0)
+        if threshold > 1:
+            raise ExpectationError(("threshold",), "must be between 0 and 1")
+    expected = raw.get("expected", default)
+    return Judged(arg.strip(), None if expected is MISSING else expected, threshold)
+
+
 _Factory = Callable[[Any, Mapping[str, Any]], Matcher]
 
 _WITH_ARGUMENT: Final[dict[str, tuple[_Factory, frozenset[str]]]] = {
@@ -759,7 +844,7 @@ _WITH_ARGUMENT: Final[dict[str, tuple[_Factory, frozenset[str]]]] = {
     "type": (_make_type, frozenset()),
 }
 
-OPERATORS: Final = frozenset(_ARGLESS) | frozenset(_WITH_ARGUMENT)
+OPERATORS: Final = frozenset(_ARGLESS) | frozenset(_WITH_ARGUMENT) | {"judge"}
 """Every operator name a matcher may use."""
 
 
@@ -781,9 +866,11 @@ def parse_matcher(raw: Any, *, default: Any = MISSING) -> Matcher:
     if isinstance(raw, str):
         if raw in _ARGLESS:
             return _ARGLESS[raw]()
-        if raw not in _WITH_ARGUMENT:
+        if raw not in _WITH_ARGUMENT and raw != "judge":
+            close = difflib.get_close_matches(raw, sorted(OPERATORS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ExpectationError(
-                (), f"unknown matcher {raw!r}; use one of {', '.join(sorted(OPERATORS))}"
+                (), f"unknown matcher {raw!r}{hint}; use one of {', '.join(sorted(OPERATORS))}"
             )
         if default is MISSING:
             raise ExpectationError(
@@ -792,22 +879,32 @@ def parse_matcher(raw: Any, *, default: Any = MISSING) -> Matcher:
                 "path in parameters/output, and there is none; write "
                 f'{{"{raw}": <expected value>}} instead',
             )
+        if raw == "judge":
+            return Judged(DEFAULT_JUDGE_CRITERION, default, None)
         return _build(raw, default, {})
     if not isinstance(raw, dict):
         raise ExpectationError((), "a matcher must be a string shorthand or an object")
     operators = [key for key in raw if key in OPERATORS]
     if len(operators) != 1:
         found = ", ".join(operators) if operators else "none"
+        hint = ""
+        for key in raw if not operators else ():
+            close = difflib.get_close_matches(str(key), sorted(OPERATORS), n=1)
+            if close:
+                hint = f" (did you mean {close[0]!r} for {key!r}?)"
+                break
         raise ExpectationError(
             (),
             "a matcher object needs exactly one operator key "
-            f"({', '.join(sorted(OPERATORS))}); found {found}",
+            f"({', '.join(sorted(OPERATORS))}); found {found}{hint}",
         )
     op = operators[0]
     if op in _ARGLESS:
         if raw[op] is not True or len(raw) != 1:
             raise ExpectationError((op,), f'write {{"{op}": true}} (it takes no options)')
         return _ARGLESS[op]()
+    if op == "judge":
+        return _make_judge(raw[op], raw, default)
     return _build(op, raw[op], raw)
 
 

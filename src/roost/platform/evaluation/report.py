@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from roost.platform.evaluation.judging import Judgement, JudgementRequest
+from roost.platform.evaluation.values import preview
+
 __all__ = ["ActualToolCall", "EvaluationReport", "Verdict"]
 
 CheckKind = Literal[
@@ -144,6 +147,9 @@ class EvaluationReport:
         score: Mean of the verdict scores (1.0 when there is no verdict).
         verdicts: Every rule judged, in spec order.
         warnings: Notes about the spec (ignored unknown keys).
+        judgement_requests: Every question for a judge model the evaluation
+            needed (``judge`` matchers, fallbacks), answered or not.
+        judgements: The answers used, by request key.
     """
 
     groups: list[dict[str, Any]]
@@ -151,9 +157,16 @@ class EvaluationReport:
     score: float
     verdicts: list[Verdict]
     warnings: list[str] = field(default_factory=list)
+    judgement_requests: list[JudgementRequest] = field(default_factory=list)
+    judgements: dict[str, Judgement] = field(default_factory=dict)
 
     VERSION: ClassVar[int] = 1
     """Bumped when the shape of :meth:`to_dict` changes."""
+
+    @property
+    def pending_judgements(self) -> list[JudgementRequest]:
+        """Requests without an answer: what a driver must ask a judge."""
+        return [r for r in self.judgement_requests if r.key not in self.judgements]
 
     def failures(self) -> list[Verdict]:
         """The verdicts that did not pass."""
@@ -168,4 +181,19 @@ class EvaluationReport:
             "verdicts": [verdict.to_dict() for verdict in self.verdicts],
             "groups": self.groups,
             "warnings": list(self.warnings),
+            "judgements": [self._judgement_dict(request) for request in self.judgement_requests],
+        }
+
+    def _judgement_dict(self, request: JudgementRequest) -> dict[str, Any]:
+        # Values are previewed: the full ones are stored with the tool calls.
+        answer = self.judgements.get(request.key)
+        return {
+            "key": request.key,
+            "kind": request.kind,
+            "context": request.context,
+            "criterion": request.criterion,
+            "expected": preview(request.expected, 200),
+            "actual": preview(request.actual, 200),
+            "threshold": request.threshold,
+            "answer": None if answer is None else answer.to_dict(),
         }

@@ -47,7 +47,22 @@ Bluejay's own model cannot tell ``null`` from absent.
   default check of that key to everything else;
 - ``output_match``: the same for the output (``"$"`` is the whole output);
 - ``max_duration_ms``: the matched call must take at most this long
-  (``duration_ms``, else ``end_offset_ms - start_offset_ms``; unknown fails).
+  (``duration_ms``, else ``end_offset_ms - start_offset_ms``; unknown fails);
+- ``judge_fallback``: ``true`` to ask the configured judge model about each
+  ``parameters``/``output`` check that failed deterministically on the matched
+  call (a value that is present but not equal, not matching...); the judge's
+  pass turns the check into a pass and the reason says the judge decided, with
+  its stated reason. A missing value is never sent to the judge. Default: the
+  ``judge_fallback`` of ``tool_call_rules``. The assignment of calls to entries
+  uses the deterministic scores (and ``judge`` matchers), not fallback answers.
+  Fallbacks need an LLM judge: the offline semantic judge declines them
+  (:mod:`roost.platform.judges.semantic`).
+
+Model-judged values are written with the ``judge`` matcher (see
+:mod:`.matchers`): ``"match": {"notes": {"judge": "asks for a window seat"}}``.
+The engine never calls a model: it lists judgement requests, a driver answers
+them (see :mod:`.judging`); a judged check that got no answer fails with the
+reason (no judge configured, timeout...), it never passes silently.
 
 Unknown keys on an entry are ignored, as Bluejay ignores them, but reported in
 :attr:`ToolExpectations.warnings` (with a did-you-mean) so a typo is visible.
@@ -73,12 +88,15 @@ optional; unknown keys are errors since the object is Roost's own):
 - ``events``: business-event expectations ``{title, title_match?, min?, max?,
   count?, match?}``; without bounds an event must occur at least once;
   ``match`` applies matchers to the event object (``$.metadata.queue``...) and
-  only events passing them are counted.
+  only events passing them are counted (``judge`` is not allowed there);
+- ``judge_fallback``: ``false`` (default); the default for entries that do not
+  set their own.
 
 Limits, so that a spec cannot make evaluation expensive: 256 expected entries,
 128 ``match``/``output_match`` entries per entry, 128 tool rules, 128 event
-rules, 128 ``before`` constraints, names of at most 256 characters; regex limits
-are in :mod:`.matchers`.
+rules, 128 ``before`` constraints, names of at most 256 characters, 32
+``judge`` matchers per spec (and at most 64 judge questions per evaluation, see
+:mod:`.judging`); regex limits are in :mod:`.matchers`.
 
 Example:
     >>> from roost.platform.evaluation.spec import ToolExpectations
@@ -98,9 +116,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from roost.platform.evaluation.errors import ExpectationError
+from roost.platform.evaluation.judging import MAX_JUDGE_MATCHERS
 from roost.platform.evaluation.matchers import (
     Equals,
     Ignore,
+    Judged,
     Matcher,
     nested_quantifier,
     parse_matcher,
@@ -145,10 +165,11 @@ _ENTRY_KEYS: Final = frozenset(
         "match",
         "output_match",
         "max_duration_ms",
+        "judge_fallback",
     }
 )
 _RULE_KEYS: Final = frozenset(
-    {"order", "allow_extra_calls", "no_tool_errors", "before", "tools", "events"}
+    {"order", "allow_extra_calls", "no_tool_errors", "before", "tools", "events", "judge_fallback"}
 )
 _TOOL_RULE_KEYS: Final = frozenset(
     {"name", "name_match", "min", "max", "count", "forbidden", "max_duration_ms"}
@@ -194,6 +215,8 @@ class ExpectedCall:
     allowed_keys: frozenset[str] | None = None
     """Argument names allowed at the top level (``exact``/``superset``), else None."""
     max_duration_ms: float | None = None
+    judge_fallback: bool | None = None
+    """Ask a judge about failed checks; ``None``: as ``tool_call_rules`` says."""
 
     @property
     def label(self) -> str:
@@ -273,7 +296,26 @@ class ToolExpectations:
     before: tuple[OrderConstraint, ...] = ()
     tools: tuple[ToolRule, ...] = ()
     events: tuple[EventRule, ...] = ()
+    judge_fallback: bool = False
     warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    def fallback_for(self, entry: ExpectedCall) -> bool:
+        """Whether failed checks of ``entry`` go to the judge."""
+        return self.judge_fallback if entry.judge_fallback is None else entry.judge_fallback
+
+    @property
+    def uses_judge(self) -> bool:
+        """Whether evaluating may need a judge model (``judge`` or fallback).
+
+        Example:
+            >>> ToolExpectations.from_digital_human({"expected_tool_calls": [
+            ...     {"name": "x", "parameters": {"a": "b"}, "judge_fallback": True}]}).uses_judge
+            True
+        """
+        return any(
+            self.fallback_for(entry) or any(isinstance(c.matcher, Judged) for c in entry.checks)
+            for entry in self.calls
+        )
 
     @classmethod
     def from_digital_human(cls, data: Mapping[str, Any]) -> ToolExpectations:
@@ -339,6 +381,13 @@ invalid regular expression: missing ), unterminated subpattern at position 0
                 calls.append(_parse_entry(index, raw, warnings))
             except ExpectationError as exc:
                 raise exc.within("expected_tool_calls", index) from None
+        judged = sum(isinstance(c.matcher, Judged) for call in calls for c in call.checks)
+        if judged > MAX_JUDGE_MATCHERS:
+            raise ExpectationError(
+                ("expected_tool_calls",),
+                f"at most {MAX_JUDGE_MATCHERS} judge matchers are allowed in one spec "
+                f"(found {judged}); each one asks a model",
+            )
         ids = [call.id for call in calls if call.id is not None]
         for index, call in enumerate(calls):
             if call.id is not None and ids.count(call.id) > 1:
@@ -395,6 +444,12 @@ def _duration(raw: Mapping[str, Any]) -> float | None:
     return float(value)
 
 
+def _unknown_key(key: Any, known: frozenset[str]) -> str:
+    close = difflib.get_close_matches(str(key), sorted(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key{hint}; allowed keys are {', '.join(sorted(known))}"
+
+
 def _warn_unknown(raw: Mapping[str, Any], known: frozenset[str], where: str) -> list[str]:
     notes = []
     for key in raw:
@@ -431,6 +486,9 @@ def _parse_entry(index: int, raw: Any, warnings: list[str]) -> ExpectedCall:
     output_matchers = _parse_match_map(raw.get("output_match"), "output_match", output)
     checks = _parameter_checks(parameters or {}, mode, param_matchers)
     checks += _output_checks(output, output_matchers)
+    fallback = raw.get("judge_fallback")
+    if fallback is not None and not isinstance(fallback, bool):
+        raise ExpectationError(("judge_fallback",), "must be true or false")
     allowed: frozenset[str] | None = None
     if mode in ("exact", "superset"):
         allowed = frozenset(parameters or {}) | {
@@ -449,6 +507,7 @@ def _parse_entry(index: int, raw: Any, warnings: list[str]) -> ExpectedCall:
         checks=tuple(checks),
         allowed_keys=allowed,
         max_duration_ms=_duration(raw),
+        judge_fallback=fallback,
     )
 
 
@@ -564,9 +623,7 @@ def _parse_rules(
         raise ExpectationError((), "must be an object or null")
     unknown = sorted(set(raw) - _RULE_KEYS, key=str)
     if unknown:
-        raise ExpectationError(
-            (unknown[0],), f"unknown key; allowed keys are {', '.join(sorted(_RULE_KEYS))}"
-        )
+        raise ExpectationError((unknown[0],), _unknown_key(unknown[0], _RULE_KEYS))
     order = raw.get("order", "unordered")
     if order not in ("unordered", "strict"):
         raise ExpectationError(("order",), 'must be "unordered" or "strict"')
@@ -578,6 +635,7 @@ def _parse_rules(
         before=tuple(_parse_before(raw)),
         tools=tuple(_parse_tool_rules(raw)),
         events=tuple(_parse_event_rules(raw)),
+        judge_fallback=_flag(raw, "judge_fallback", False),
         warnings=warnings,
     )
 
@@ -663,6 +721,13 @@ def _parse_event_rules(raw: Mapping[str, Any]) -> list[EventRule]:
                 for path, matcher in _parse_match_map(item.get("match"), "match", MISSING)
                 if not isinstance(matcher, Ignore)
             )
+            for path, matcher in checks:
+                if isinstance(matcher, Judged):
+                    raise ExpectationError(
+                        ("match", str(path)),
+                        "judge is not allowed in event rules (events are counted, "
+                        "not judged); use a deterministic matcher",
+                    )
             rules.append(
                 EventRule(index, title, _pattern(item, "title", "title_match"), low, high, checks)
             )
