@@ -18,6 +18,8 @@ MODULES = [
     "roost.platform.api.runs",
     "roost.platform.app",
     "roost.platform.auth",
+    "roost.platform.ingest",
+    "roost.platform.ingest_sql",
     "roost.platform.lifecycle",
     "roost.platform.middleware",
     "roost.platform.settings",

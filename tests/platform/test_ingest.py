@@ -134,8 +134,8 @@ async def test_rows_split_over_several_padded_inserts_are_all_stored_in_order(
 ) -> None:
     # Small statements force several chunks per table and a padded last one
     # (11 calls -> 4 + 4 + 3 padded to 4), on SQLite's multi-row VALUES path.
-    monkeypatch.setattr("roost.platform.ingest.MAX_ROWS_PER_INSERT", 4)
-    monkeypatch.setattr("roost.platform.ingest.MIN_ROWS_PER_INSERT", 2)
+    monkeypatch.setattr("roost.platform.ingest_sql.MAX_ROWS_PER_INSERT", 4)
+    monkeypatch.setattr("roost.platform.ingest_sql.MIN_ROWS_PER_INSERT", 2)
     async with make_app() as app, client_for(app, org.headers) as http:
         rid = (await seed_run(http)).result_ids[0]
         body = {
@@ -176,3 +176,32 @@ async def test_rows_split_over_several_padded_inserts_are_all_stored_in_order(
     assert [tuple(line) for line in lines] == [(i, f"line {i}") for i in range(3)]
     events = result["simulation_result"].get("events") or []
     assert [e["title"] for e in events] == [f"event-{i}" for i in range(5)]
+
+
+async def test_a_group_that_fails_midway_is_rolled_back_and_retried_request_by_request(
+    make_app: AppFactory, org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A failure inside the transaction, after the group's rows were written,
+    # must leave nothing of the group behind, store its neighbours on the
+    # request-by-request retry and answer the failing request 503.
+    insert = IngestWriter._insert
+
+    def exploding(self: IngestWriter, plans: list[Any], last_batch_id: int) -> Any:
+        yield from insert(self, plans, last_batch_id)
+        if any(c.name == "explode" for p in plans for c in p.item.request.tool_calls or ()):
+            raise RuntimeError("failed after writing")
+
+    monkeypatch.setattr(IngestWriter, "_insert", exploding)
+    async with make_app() as app, client_for(app, org.headers) as http:
+        rid = (await seed_run(http)).result_ids[0]
+        bodies = [(_body(rid, f"ok-{i}"), None) for i in range(5)]
+        bodies.insert(2, (_body(rid, "bad", title="explode"), None))
+        responses = await _post_all(http, bodies)
+        batches = await _batches(http, rid)
+        result = check(await http.get(f"/v1/retrieve-simulation-result/{rid}"))
+    codes = [r.status_code for r in responses]
+    assert codes == [200, 200, 503, 200, 200, 200], [r.text for r in responses]
+    assert responses[2].json() == {"detail": "storage is unavailable; retry later"}
+    assert len(batches) == 5
+    calls = [c for group in result["simulation_result"]["tool_calls"] for c in group["actual"]]
+    assert sorted(c["call_id"] for c in calls) == [f"ok-{i}" for i in range(5)]

@@ -9,13 +9,14 @@ writes it in one transaction and, only after ``COMMIT`` returns, resolves each
 waiter with its own outcome. While one transaction commits, the next group
 accumulates.
 
-The hot path sends a few fixed multi-row statements per group straight to the
-driver (aiosqlite, or asyncpg's ``executemany`` and ``COPY``) rather than ORM
-objects: skipping per-row ORM bookkeeping is what keeps 70 rows per request
-cheap. Timestamps go through :class:`UTCDateTime`'s own bind
-processor and JSON values are stored as the text they arrived as (see
-:mod:`roost.platform.wire`), so rows written here read back exactly like rows
-written through the ORM (:class:`~roost.platform.storage.JSONText`).
+What a group stores is decided by :meth:`IngestWriter._decide`, a generator
+of SQL steps with no I/O in it; :mod:`roost.platform.ingest_sql` holds the
+statements and runs the steps (on SQLite the whole transaction in one call on
+the driver's thread, on PostgreSQL step by step with asyncpg). Timestamps go
+through :class:`UTCDateTime`'s own bind processor and JSON values are stored
+as the text they arrived as (see :mod:`roost.platform.wire`), so rows written
+here read back exactly like rows written through the ORM
+(:class:`~roost.platform.storage.JSONText`).
 
 Semantics, per request:
 
@@ -42,18 +43,24 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import Any, TypeAlias, TypeVar
 
 from roost.platform.auth import Caller
+from roost.platform.ingest_sql import (
+    EVENT_COLUMNS,
+    TOOL_COLUMNS,
+    TRANSCRIPT_COLUMNS,
+    Copy,
+    Fetch,
+    IngestSql,
+    Many,
+    Steps,
+)
 from roost.platform.settings import Limits
-from roost.platform.storage import Database, UTCDateTime, dumps_json, utcnow
+from roost.platform.storage import Database, dumps_json, utcnow
 from roost.platform.wire import json_text, validation_detail
 
 __all__ = [
@@ -158,252 +165,28 @@ def _idempotency_conflict() -> IngestOutcome:
     )
 
 
+_Decided: TypeAlias = tuple[list[_Plan], list[tuple[_Item, IngestOutcome]], list[_Item], set[int]]
+"""A group's stored plans, other answers, requests put off, results to wake."""
+
+T = TypeVar("T")
+
+
+async def _on_sqlite_thread(driver: Any, function: Callable[..., T], *args: Any) -> T:
+    """``function(sqlite3_connection, *args)`` on the aiosqlite connection's thread.
+
+    aiosqlite runs every call of a connection on its own thread, fed by a
+    queue, and has no public way to run a function there; this uses the entry
+    point its own methods use (SQLAlchemy's adapter reaches into the same
+    internals). The ingest tests run this path on every SQLite test.
+    """
+    result: T = await driver._execute(function, driver._conn, *args)
+    return result
+
+
 # A batch reaching a result in one of these states gives the lifecycle worker
 # work (evaluate, or re-evaluate a stale evaluation), as in ``update_result``;
 # before hang-up, the call end itself wakes the worker.
 _ENDED = frozenset({"CONVERSATION_ENDED", "EVALUATING", "COMPLETED"})
-
-
-TOOL_COLUMNS = (
-    "batch_id",
-    "seq",
-    "result_id",
-    "name",
-    "start_offset_ms",
-    "description",
-    "parameters",
-    "output",
-    "call_id",
-    "end_offset_ms",
-    "duration_ms",
-    "status",
-    "error_type",
-    "error_message",
-)
-EVENT_COLUMNS = (
-    "batch_id",
-    "seq",
-    "title",
-    "start_offset_ms",
-    "end_offset_ms",
-    "description",
-    "tags",
-    "metadata",
-)
-TRANSCRIPT_COLUMNS = (
-    "batch_id",
-    "seq",
-    "start_offset_ms",
-    "end_offset_ms",
-    "speaker",
-    "utterance",
-    "filler_utterance",
-)
-
-
-BATCH_COLUMNS = (
-    "id",
-    "org_id",
-    "result_id",
-    "received_at",
-    "idempotency_key",
-    "body_sha256",
-    "api_key_id",
-    "source",
-    "tags",
-    "metadata",
-    "trace_ids",
-    "tool_call_count",
-    "duplicate_tool_calls",
-    "event_count",
-    "transcript_count",
-    "late",
-)
-
-
-#: Rows in one SQLite multi-row INSERT (padded up to a power of two, at least
-#: the minimum), also kept under the library's bound-variable limit.
-MAX_ROWS_PER_INSERT = 1024
-MIN_ROWS_PER_INSERT = 8
-
-
-@dataclass(frozen=True, slots=True)
-class _RowsInsert:
-    """A SQLite ``INSERT ... SELECT * FROM (VALUES ...)`` sized per call."""
-
-    template: str
-    width: int
-
-
-class _Sql:
-    """The hot path's statements in the dialect's parameter style."""
-
-    def __init__(self, dialect: Dialect) -> None:
-        self.dialect = dialect
-        self.is_pg = dialect.name == "postgresql"
-        self.max_variables = 0
-        self._values_cache: dict[tuple[str, int], str] = {}
-        if not self.is_pg:
-            # 999 in SQLite before 3.32, 32766 by default since; read it
-            # from the library the driver uses.
-            with contextlib.closing(sqlite3.connect(":memory:")) as probe:
-                self.max_variables = probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        ts = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
-        assert ts is not None
-        self.ts: Callable[[datetime | None], Any] = ts
-
-        # On SQLite the highest batch id comes along: BEGIN IMMEDIATE holds
-        # the write lock, so ids from it on are ours for this transaction.
-        self.select_results = (
-            "SELECT id, org_id, evaluated_at, batch_count, status"
-            + ("" if self.is_pg else ", (SELECT COALESCE(MAX(id), 0) FROM enrichment_batches)")
-            + " FROM simulation_results WHERE id IN ({})"
-        )
-        self.select_keys = (
-            "SELECT org_id, key, request_sha256, status_code, response_body "
-            "FROM idempotency_records WHERE key IN ({})"
-        )
-        # Only the (result, call id) pairs this group carries, looked up
-        # through the unique index: a result's earlier calls are not read.
-        if self.is_pg:
-            self.select_call_ids = (
-                "SELECT t.result_id, t.call_id FROM tool_calls AS t "
-                "JOIN unnest($1::bigint[], $2::varchar[]) AS p (result_id, call_id) "
-                "ON t.result_id = p.result_id AND t.call_id = p.call_id"
-            )
-        else:
-            self.select_call_ids = (
-                "SELECT t.result_id, t.call_id FROM json_each(?) AS p "
-                "JOIN tool_calls AS t "
-                "ON t.result_id = p.value ->> 0 AND t.call_id = p.value ->> 1"
-            )
-        self.claim_keys = (
-            "INSERT INTO idempotency_records "
-            "(org_id, key, operation, request_sha256, status_code, response_body, created_at) "
-            "VALUES {} ON CONFLICT (org_id, key) DO NOTHING RETURNING org_id, key"
-        )
-        self.insert_batch = self._insert_sql("enrichment_batches", BATCH_COLUMNS)
-        self.insert_tool = self._insert_sql(
-            "tool_calls", TOOL_COLUMNS, " ON CONFLICT (result_id, call_id) DO NOTHING"
-        )
-        self.insert_event = self._insert_sql("events", EVENT_COLUMNS)
-        self.insert_transcript = self._insert_sql("transcript_entries", TRANSCRIPT_COLUMNS)
-        # Per result: (id, batches, tool calls, first arrival, last arrival).
-        changes = (
-            "batch_count = batch_count + {batches}, "
-            "tool_call_count = tool_call_count + {calls}, enrichment_state = 'received', "
-            "first_enrichment_at = COALESCE(first_enrichment_at, {first}), "
-            "last_enrichment_at = {last}, "
-            "evaluation_stale = "
-            "CASE WHEN evaluated_at IS NULL THEN evaluation_stale ELSE TRUE END, "
-            # Only results whose call has ended have lifecycle work to do
-            # (evaluate, or re-evaluate a stale evaluation); before hang-up
-            # the call end itself raises the flag.
-            "needs_attention = CASE WHEN status IN ('CONVERSATION_ENDED', 'EVALUATING', "
-            "'COMPLETED') THEN TRUE ELSE needs_attention END, "
-            "wake_at = CASE WHEN status IN ('CONVERSATION_ENDED', 'EVALUATING', 'COMPLETED') "
-            "THEN NULL ELSE wake_at END"
-        )
-        if self.is_pg:
-            self.update_result = (
-                "UPDATE simulation_results SET "
-                + changes.format(batches="$2", calls="$3", first="$4", last="$5")
-                + " WHERE id = $1"
-            )
-        else:
-            self.update_result = (
-                "UPDATE simulation_results SET "
-                + changes.format(
-                    batches="u.value ->> 1",
-                    calls="u.value ->> 2",
-                    first="u.value ->> 3",
-                    last="u.value ->> 4",
-                )
-                + " FROM json_each(?) AS u WHERE simulation_results.id = u.value ->> 0"
-            )
-
-    def _insert_sql(
-        self, table: str, columns: tuple[str, ...], suffix: str = ""
-    ) -> str | _RowsInsert:
-        names = ", ".join(columns)
-        if self.is_pg:
-            return (
-                f"INSERT INTO {table} ({names}) VALUES ({self.placeholders(len(columns))}){suffix}"
-            )
-        # The first column (a batch id) is never NULL in a real row, so the
-        # NULL rows that pad the VALUES list to its size are filtered out.
-        # WHERE also keeps ON CONFLICT from being parsed as a join clause.
-        return _RowsInsert(
-            f"INSERT INTO {table} ({names}) SELECT * FROM (VALUES {{}}) "
-            f"WHERE column1 IS NOT NULL{suffix}",
-            len(columns),
-        )
-
-    def _values_sql(self, insert: _RowsInsert, rows: int) -> str:
-        key = (insert.template, rows)
-        text = self._values_cache.get(key)
-        if text is None:
-            row = "(" + ", ".join("?" * insert.width) + ")"
-            text = self._values_cache[key] = insert.template.format(", ".join([row] * rows))
-        return text
-
-    async def run_many(
-        self, conn: AsyncConnection, statement: str | _RowsInsert, rows: list[tuple[Any, ...]]
-    ) -> None:
-        """Execute a multi-row statement built by this class."""
-        if isinstance(statement, str):
-            if self.is_pg:
-                await conn.exec_driver_sql(statement, rows)
-            else:
-                await self.fetch(conn, statement, (dumps_json(rows),))
-            return
-        # One statement, so one step in SQLite and one GIL hand-off in the
-        # driver, with every value bound in C: executemany steps (and gives
-        # up the GIL) once per row, and a JSON array of rows makes SQLite
-        # parse each row's text again for every column it picks.
-        width = statement.width
-        cap = 1 << ((self.max_variables // width).bit_length() - 1)
-        cap = min(cap, MAX_ROWS_PER_INSERT)
-        for start in range(0, len(rows), cap):
-            chunk = rows[start : start + cap]
-            # Sizes are powers of two so that few statement texts exist and
-            # the driver's statement cache keeps them compiled.
-            size = max(MIN_ROWS_PER_INSERT, 1 << (len(chunk) - 1).bit_length())
-            params = [value for row in chunk for value in row]
-            params += [None] * ((size - len(chunk)) * width)
-            await self.fetch(conn, self._values_sql(statement, size), params)
-
-    async def fetch(
-        self, conn: AsyncConnection, statement: str, params: Iterable[Any]
-    ) -> list[Any]:
-        """Execute one statement inside the open transaction; all its rows."""
-        if self.is_pg:
-            result = await conn.exec_driver_sql(statement, tuple(params))
-            return list(result.all())
-        # Straight to aiosqlite: one trip to its thread per statement, where
-        # SQLAlchemy's adapter makes several (cursor, execute, fetch, close).
-        # Each trip back waits for the event loop to come round, which under
-        # load is busy with HTTP, so trips, not SQLite, set the group's pace.
-        driver = (await conn.get_raw_connection()).driver_connection
-        assert driver is not None
-        return list(await driver.execute_fetchall(statement, tuple(params)))
-
-    def _q(self, sql: str) -> str:
-        if not self.is_pg:
-            return sql
-        parts = sql.split("?")
-        return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
-
-    def placeholders(self, count: int, start: int = 1) -> str:
-        if self.is_pg:
-            return ", ".join(f"${i}" for i in range(start, start + count))
-        return ", ".join("?" * count)
-
-    def rows_placeholders(self, rows: int, width: int) -> str:
-        groups = []
-        for r in range(rows):
-            groups.append(f"({self.placeholders(width, 1 + r * width)})")
-        return ", ".join(groups)
 
 
 class IngestWriter:
@@ -446,7 +229,7 @@ class IngestWriter:
         self._limits = limits
         self._max_group = max_group
         self._on_committed = on_committed
-        self._sql = _Sql(db.write_engine.dialect)
+        self._sql = IngestSql(db.write_engine.dialect)
         if lanes is None:
             lanes = PG_LANES if self._sql.is_pg else 1
         if lanes < 1 or (lanes > 1 and not self._sql.is_pg):
@@ -565,47 +348,18 @@ class IngestWriter:
 
     async def _write_group(self, lane: _Lane, group: list[_Item]) -> list[int]:
         """Write one group; returns the results that now have lifecycle work."""
-        plans: list[_Plan] = []
-        outcomes: list[tuple[_Item, IngestOutcome]] = []
-        deferred: list[_Item] = []
-        async with self._db.write_engine.connect() as conn, conn.begin():
-            results, last_batch_id = await self._load_results(conn, {i.result_id for i in group})
-            records = await self._load_keys(conn, group)
-            call_ids = await self._load_call_ids(conn, group)
-            claimed_in_group: set[tuple[int, str]] = set()
-            batches_added: dict[int, int] = {}
-            attention: set[int] = set()
-            for item in group:
-                org_id = item.caller.org_id
-                row = results.get(item.result_id)
-                if row is None or row[0] != org_id:
-                    outcomes.append((item, _not_found(item.result_id)))
-                    continue
-                if item.idempotency_key is not None:
-                    scope = (org_id, item.idempotency_key)
-                    record = records.get(scope)
-                    if record is not None:
-                        outcomes.append((item, self._replay(item, record)))
-                        continue
-                    if scope in claimed_in_group:
-                        # The same key twice in one group: decide it after
-                        # this commit, against the stored first response.
-                        deferred.append(item)
-                        continue
-                    claimed_in_group.add(scope)
-                evaluated_at, batch_count = row[1], row[2]
-                added = batches_added.get(item.result_id, 0)
-                if batch_count + added >= self._limits.max_batches_per_result:
-                    outcomes.append((item, self._too_many_batches()))
-                    continue
-                batches_added[item.result_id] = added + 1
-                if row[3] in _ENDED:
-                    attention.add(item.result_id)
-                seen = call_ids.setdefault(item.result_id, set())
-                plans.append(self._plan(item, late=evaluated_at is not None, seen=seen))
-            plans = await self._claim_keys(conn, plans, deferred)
-            if plans:
-                await self._insert(conn, plans, last_batch_id)
+        steps = self._decide(group)
+        if self._sql.is_pg:
+            async with self._db.write_engine.connect() as conn, conn.begin():
+                decided = await self._sql.run_async(conn, steps)
+        else:
+            # The pool's only write connection, so in-process writers still
+            # queue on it; the whole transaction runs on its driver thread.
+            async with self._db.write_engine.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
+                decided = await _on_sqlite_thread(driver, self._sql.run_sqlite, steps)
+        plans, outcomes, deferred, attention = decided
         for item, outcome in outcomes:
             if not item.future.done():
                 item.future.set_result(outcome)
@@ -619,31 +373,70 @@ class IngestWriter:
         lane.deferred.extend(deferred)
         return sorted(attention.intersection(plan.item.result_id for plan in plans))
 
-    async def _load_results(
-        self, conn: AsyncConnection, ids: set[int]
-    ) -> tuple[dict[int, tuple[int, Any, int, str]], int]:
+    def _decide(self, group: list[_Item]) -> Steps[_Decided]:
+        """What the group stores and answers, as steps (no I/O here, see
+        :mod:`roost.platform.ingest_sql`); runs inside the write transaction."""
+        plans: list[_Plan] = []
+        outcomes: list[tuple[_Item, IngestOutcome]] = []
+        deferred: list[_Item] = []
+        results, last_batch_id = yield from self._load_results({i.result_id for i in group})
+        records = yield from self._load_keys(group)
+        call_ids = yield from self._load_call_ids(group)
+        claimed_in_group: set[tuple[int, str]] = set()
+        batches_added: dict[int, int] = {}
+        attention: set[int] = set()
+        for item in group:
+            org_id = item.caller.org_id
+            row = results.get(item.result_id)
+            if row is None or row[0] != org_id:
+                outcomes.append((item, _not_found(item.result_id)))
+                continue
+            if item.idempotency_key is not None:
+                scope = (org_id, item.idempotency_key)
+                record = records.get(scope)
+                if record is not None:
+                    outcomes.append((item, self._replay(item, record)))
+                    continue
+                if scope in claimed_in_group:
+                    # The same key twice in one group: decide it after
+                    # this commit, against the stored first response.
+                    deferred.append(item)
+                    continue
+                claimed_in_group.add(scope)
+            evaluated_at, batch_count = row[1], row[2]
+            added = batches_added.get(item.result_id, 0)
+            if batch_count + added >= self._limits.max_batches_per_result:
+                outcomes.append((item, self._too_many_batches()))
+                continue
+            batches_added[item.result_id] = added + 1
+            if row[3] in _ENDED:
+                attention.add(item.result_id)
+            seen = call_ids.setdefault(item.result_id, set())
+            plans.append(self._plan(item, late=evaluated_at is not None, seen=seen))
+        plans = yield from self._claim_keys(plans, deferred)
+        if plans:
+            yield from self._insert(plans, last_batch_id)
+        return plans, outcomes, deferred, attention
+
+    def _load_results(
+        self, ids: set[int]
+    ) -> Steps[tuple[dict[int, tuple[int, Any, int, str]], int]]:
         sql = self._sql
-        rows = await self._sql.fetch(
-            conn, sql.select_results.format(sql.placeholders(len(ids))), ids
-        )
+        rows = yield Fetch(sql.select_results.format(sql.placeholders(len(ids))), tuple(ids))
         last_batch_id = rows[0][5] if rows and not sql.is_pg else 0
         return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}, last_batch_id
 
-    async def _load_keys(
-        self, conn: AsyncConnection, group: Iterable[_Item]
-    ) -> dict[tuple[int, str], tuple[str, int, str]]:
+    def _load_keys(
+        self, group: Iterable[_Item]
+    ) -> Steps[dict[tuple[int, str], tuple[str, int, str]]]:
         keys = sorted({item.idempotency_key for item in group if item.idempotency_key is not None})
         if not keys:
             return {}
         sql = self._sql
-        rows = await self._sql.fetch(
-            conn, sql.select_keys.format(sql.placeholders(len(keys))), keys
-        )
+        rows = yield Fetch(sql.select_keys.format(sql.placeholders(len(keys))), keys)
         return {(row[0], row[1]): (row[2], row[3], row[4]) for row in rows}
 
-    async def _load_call_ids(
-        self, conn: AsyncConnection, group: list[_Item]
-    ) -> dict[int, set[str]]:
+    def _load_call_ids(self, group: list[_Item]) -> Steps[dict[int, set[str]]]:
         pairs = sorted(
             {
                 (item.result_id, call.call_id)
@@ -661,7 +454,7 @@ class IngestWriter:
             params = ([pair[0] for pair in pairs], [pair[1] for pair in pairs])
         else:
             params = (dumps_json(pairs),)
-        rows = await self._sql.fetch(conn, sql.select_call_ids, params)
+        rows = yield Fetch(sql.select_call_ids, params)
         for result_id, call_id in rows:
             seen.setdefault(result_id, set()).add(call_id)
         return seen
@@ -710,9 +503,7 @@ class IngestWriter:
         plan.outcome = _json_outcome(200, {"status": "success", "message": message})
         return plan
 
-    async def _claim_keys(
-        self, conn: AsyncConnection, plans: list[_Plan], deferred: list[_Item]
-    ) -> list[_Plan]:
+    def _claim_keys(self, plans: list[_Plan], deferred: list[_Item]) -> Steps[list[_Plan]]:
         # Claimed in one global order, so two lanes claiming overlapping keys
         # wait for each other instead of deadlocking.
         keyed = sorted(
@@ -739,8 +530,7 @@ class IngestWriter:
         # Chunked to stay far below the drivers' bound-parameter limits.
         for start in range(0, len(keyed), 500):
             chunk = keyed[start : start + 500]
-            rows = await self._sql.fetch(
-                conn,
+            rows = yield Fetch(
                 sql.claim_keys.format(sql.rows_placeholders(len(chunk), 7)),
                 params[start * 7 : (start + len(chunk)) * 7],
             )
@@ -755,21 +545,18 @@ class IngestWriter:
             kept.append(plan)
         return kept
 
-    async def _allocate_batch_ids(
-        self, conn: AsyncConnection, count: int, last_batch_id: int
-    ) -> list[int]:
+    def _allocate_batch_ids(self, count: int, last_batch_id: int) -> Steps[list[int]]:
         if self._sql.is_pg:
-            rows = await self._sql.fetch(
-                conn,
+            rows = yield Fetch(
                 "SELECT nextval($1::regclass) FROM generate_series(1, $2)",
                 (self._pg_batch_sequence, count),
             )
             return [row[0] for row in rows]
         return list(range(last_batch_id + 1, last_batch_id + 1 + count))
 
-    async def _insert(self, conn: AsyncConnection, plans: list[_Plan], last_batch_id: int) -> None:
+    def _insert(self, plans: list[_Plan], last_batch_id: int) -> Steps[None]:
         sql = self._sql
-        ids = await self._allocate_batch_ids(conn, len(plans), last_batch_id)
+        ids = yield from self._allocate_batch_ids(len(plans), last_batch_id)
         batch_rows: list[tuple[Any, ...]] = []
         tool_rows: list[tuple[Any, ...]] = []
         event_rows: list[tuple[Any, ...]] = []
@@ -849,32 +636,18 @@ class IngestWriter:
             summary[2] += len(plan.tool_calls)
             summary[4] = stamp
         updates = [tuple(v) for v in per_result.values()]
-        if not sql.is_pg:
-            # Batches before the rows that reference them.
-            for statement, rows in (
-                (sql.insert_batch, batch_rows),
-                (sql.insert_tool, tool_rows),
-                (sql.insert_event, event_rows),
-                (sql.insert_transcript, transcript_rows),
-                (sql.update_result, updates),
-            ):
-                if rows:
-                    await sql.run_many(conn, statement, rows)
-            return
-        await sql.run_many(conn, sql.insert_batch, batch_rows)
+        # Batches before the rows that reference them.
+        yield Many(sql.insert_batch, batch_rows)
         if sql.is_pg:
-            # COPY is PostgreSQL's bulk path (about twice as fast as
-            # executemany here). It cannot skip conflicts, so a call_id that
-            # another server process stored since our pre-check fails the
-            # group, which is then retried request by request, and the
-            # retry's pre-check skips it.
-            pg = (await conn.get_raw_connection()).driver_connection
-            assert pg is not None
-            for table, columns, rows in (
-                ("tool_calls", TOOL_COLUMNS, tool_rows),
-                ("events", EVENT_COLUMNS, event_rows),
-                ("transcript_entries", TRANSCRIPT_COLUMNS, transcript_rows),
-            ):
-                if rows:
-                    await pg.copy_records_to_table(table, records=rows, columns=columns)
-        await sql.run_many(conn, sql.update_result, updates)
+            # COPY cannot skip conflicts, so a call_id that another server
+            # process stored since our pre-check fails the group, which is
+            # then retried request by request, and the retry's pre-check
+            # skips it.
+            yield Copy("tool_calls", TOOL_COLUMNS, tool_rows)
+            yield Copy("events", EVENT_COLUMNS, event_rows)
+            yield Copy("transcript_entries", TRANSCRIPT_COLUMNS, transcript_rows)
+        else:
+            yield Many(sql.insert_tool, tool_rows)
+            yield Many(sql.insert_event, event_rows)
+            yield Many(sql.insert_transcript, transcript_rows)
+        yield Many(sql.update_result, updates)
