@@ -175,6 +175,9 @@ async def _serve(
             sys.stdout.write(f"roost serve: listening on http://{address}\n")
             sys.stdout.flush()
             err_console.print(f"database: {db.display_url()}")
+            judging = getattr(app.state, "judging", None)
+            if judging is not None:
+                err_console.print(f"judge: {judging.name or judging.unavailable}")
         await task
         if not server.started:
             fail("the server did not start (see the log above)")
