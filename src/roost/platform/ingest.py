@@ -375,7 +375,12 @@ class IngestWriter:
 
     def _decide(self, group: list[_Item]) -> Steps[_Decided]:
         """What the group stores and answers, as steps (no I/O here, see
-        :mod:`roost.platform.ingest_sql`); runs inside the write transaction."""
+        :mod:`roost.platform.ingest_sql`); runs inside the write transaction.
+
+        On SQLite it runs on the driver's thread, so it touches no asyncio
+        object (:meth:`_write_group` resolves the futures on the loop) and
+        encodes only with msgspec, whose encoders are thread-safe.
+        """
         plans: list[_Plan] = []
         outcomes: list[tuple[_Item, IngestOutcome]] = []
         deferred: list[_Item] = []
