@@ -61,6 +61,7 @@ from roost.platform.results import (
     evaluate_bundle,
     judge_inputs,
     load_bundles,
+    results_needing_judge,
     webhook_tool_calls,
 )
 from roost.platform.storage import Database, Simulation, SimulationResult, utcnow
@@ -242,6 +243,9 @@ async def _prejudge(
     inputs = []
     async with db.read() as session:
         for org_id, ids in by_org.items():
+            ids = await results_needing_judge(session, org_id, ids)
+            if not ids:
+                continue
             for bundle in await load_bundles(session, org_id, result_ids=ids):
                 needed = judge_inputs(bundle)
                 if needed is not None:

@@ -52,6 +52,7 @@ __all__ = [
     "judge_inputs",
     "load_bundles",
     "merge_metadata",
+    "results_needing_judge",
     "result_response",
     "stored_judgements",
     "webhook_tool_calls",
@@ -220,6 +221,33 @@ def judge_inputs(
     if not spec.uses_judge:
         return None
     return spec, [ActualToolCall.from_dict(call) for call in bundle.tool_calls], bundle.events
+
+
+async def results_needing_judge(
+    session: AsyncSession, org_id: int, result_ids: Sequence[int]
+) -> list[int]:
+    """The results among ``result_ids`` whose evaluation may ask a judge.
+
+    Reads only each result's spec, so that results without judged checks
+    (most of them) are not loaded twice around an evaluation.
+    """
+    rows = await session.execute(
+        select(SimulationResult.id, DigitalHuman.data)
+        .join(DigitalHuman, DigitalHuman.id == SimulationResult.digital_human_id)
+        .where(
+            SimulationResult.org_id == org_id,
+            SimulationResult.id.in_(list(result_ids)),
+            SimulationResult.enrichment_state == EnrichmentState.RECEIVED,
+        )
+    )
+    needing = []
+    for result_id, data in rows:
+        try:
+            if ToolExpectations.from_digital_human(data).uses_judge:
+                needing.append(result_id)
+        except ExpectationError:
+            continue
+    return needing
 
 
 def stored_judgements(evaluation: dict[str, Any] | None) -> dict[str, Judgement]:

@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from roost.platform.results import results_needing_judge
+from roost.platform.storage import Database
 from tests.platform.conftest import AppFactory, Org, client_for
 from tests.platform.judges.chat_server import FakeChatServer, verdict
 from tests.platform.seed import check, seed_run
@@ -224,3 +226,19 @@ async def test_reevaluating_a_call_that_has_not_ended_asks_no_model(
         await app.state.lifecycle.run_once()
     assert response.status_code == 409
     assert server.chat_requests == 0
+
+
+async def test_only_results_whose_spec_has_judged_checks_are_loaded_for_the_judge(
+    make_app: AppFactory, org: Org, db: Database
+) -> None:
+    async with make_app(judge="off") as app, client_for(app, org.headers) as http:
+        judged = await _run_call(http, JUDGED, "judged")
+        plain_spec = [{"name": "book_table", "parameters": {"notes": "window seat"}}]
+        plain = await _run_call(http, plain_spec, "judged")
+        # A judged spec whose enrichment never came: nothing for a judge to see.
+        waiting = (await seed_run(http, expected_tool_calls=JUDGED)).result_ids[0]
+        ids = [int(judged), int(plain), int(waiting)]
+        async with db.read() as session:
+            assert await results_needing_judge(session, org.id, ids) == [int(judged)]
+            # Another organisation's id never comes back.
+            assert await results_needing_judge(session, org.id + 1000, ids) == []
