@@ -174,6 +174,9 @@ def make_app(database_url: str, db: Database) -> AppFactory:
     @contextlib.asynccontextmanager
     async def factory(**overrides: Any) -> AsyncIterator[Any]:
         dispatcher = overrides.pop("dispatcher", None)
+        # The writer runs in the server's process unless a test asks for the
+        # child process (tests/platform/test_ingest_process.py does).
+        overrides.setdefault("ingest_process", False)
         settings = PlatformSettings.from_env({}, database_url=database_url, **overrides)
         app = create_app(settings, db=db, dispatcher=dispatcher)
         async with app.router.lifespan_context(app):

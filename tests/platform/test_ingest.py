@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from roost.platform.auth import Caller
 from roost.platform.ingest import IngestWriter, plan_message
+from roost.platform.ingest_sql import prepare_update
 from roost.platform.settings import Limits
 from roost.platform.storage import Database
 from roost.platform.storage.tables import TranscriptEntryRow
@@ -110,7 +111,7 @@ async def test_only_results_whose_call_ended_wake_the_lifecycle(
                 body = _body(rid, None)
                 outcome = await writer.submit(
                     caller,
-                    app.state.wire.decode(body),
+                    prepare_update(app.state.wire.decode(body)),
                     int(rid),
                     body,
                     idempotency_key=None,
@@ -129,13 +130,12 @@ async def test_a_stopped_writer_refuses_work(db: Database) -> None:
         await writer.submit(caller, None, 1, b"{}", idempotency_key=None, source=None)
 
 
-async def test_rows_split_over_several_padded_inserts_are_all_stored_in_order(
+async def test_rows_split_over_several_inserts_are_all_stored_in_order(
     make_app: AppFactory, org: Org, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Small statements force several chunks per table and a padded last one
-    # (11 calls -> 4 + 4 + 3 padded to 4), on SQLite's multi-row VALUES path.
+    # Small statements force several chunks per table, of every size
+    # (11 calls -> 4 + 4 + 2 + 1), on SQLite's multi-row VALUES path.
     monkeypatch.setattr("roost.platform.ingest_sql.MAX_ROWS_PER_INSERT", 4)
-    monkeypatch.setattr("roost.platform.ingest_sql.MIN_ROWS_PER_INSERT", 2)
     async with make_app() as app, client_for(app, org.headers) as http:
         rid = (await seed_run(http)).result_ids[0]
         body = {
@@ -188,7 +188,7 @@ async def test_a_group_that_fails_midway_is_rolled_back_and_retried_request_by_r
 
     def exploding(self: IngestWriter, plans: list[Any], last_batch_id: int) -> Any:
         yield from insert(self, plans, last_batch_id)
-        if any(c.name == "explode" for p in plans for c in p.item.request.tool_calls or ()):
+        if any(row[0] == "explode" for p in plans for row in p.item.update.tool_rows):
             raise RuntimeError("failed after writing")
 
     monkeypatch.setattr(IngestWriter, "_insert", exploding)

@@ -45,6 +45,7 @@ from roost.platform.api.runs import router as runs_router
 from roost.platform.auth import Authenticator
 from roost.platform.dispatch import Dispatcher, QueueOnlyDispatcher
 from roost.platform.ingest import IngestWriter
+from roost.platform.ingest_process import IngestProcess
 from roost.platform.judges import JudgeSetup, build_judge
 from roost.platform.lifecycle import LifecyclePolicy
 from roost.platform.middleware import AuthMiddleware, BodyLimitMiddleware
@@ -211,12 +212,16 @@ def create_app(
                 interval=settings.lifecycle_interval_seconds,
                 judging=judging,
             )
-            ingest = IngestWriter(
-                database,
-                settings.limits,
-                max_group=settings.group_commit_max,
-                on_committed=lifecycle.notify,
-            )
+            ingest: IngestWriter | IngestProcess
+            if settings.ingest_process:
+                ingest = IngestProcess(settings, on_committed=lifecycle.notify)
+            else:
+                ingest = IngestWriter(
+                    database,
+                    settings.limits,
+                    max_group=settings.group_commit_max,
+                    on_committed=lifecycle.notify,
+                )
             app.state.lifecycle = lifecycle
             app.state.ingest = ingest
             await ingest.start()

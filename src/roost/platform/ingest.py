@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,17 +52,20 @@ from typing import Any, TypeAlias, TypeVar
 from roost.platform.auth import Caller
 from roost.platform.ingest_sql import (
     EVENT_COLUMNS,
+    TOOL_CALL_ID,
     TOOL_COLUMNS,
     TRANSCRIPT_COLUMNS,
     Copy,
     Fetch,
     IngestSql,
     Many,
+    PreparedUpdate,
     Steps,
+    commit_sqlite,
 )
 from roost.platform.settings import Limits
 from roost.platform.storage import Database, dumps_json, utcnow
-from roost.platform.wire import json_text, validation_detail
+from roost.platform.wire import validation_detail
 
 __all__ = [
     "INGEST_OPERATION",
@@ -85,6 +89,11 @@ def request_fingerprint(operation: str, body: bytes) -> str:
     digest.update(b"\x00")
     digest.update(body)
     return digest.hexdigest()
+
+
+def request_fingerprint_for(idempotency_key: str | None, body: bytes) -> str:
+    """The fingerprint stored with a keyed request; ``""`` without a key (never compared)."""
+    return "" if idempotency_key is None else request_fingerprint(INGEST_OPERATION, body)
 
 
 def plan_message(
@@ -112,7 +121,7 @@ class IngestOutcome:
 @dataclass(slots=True)
 class _Item:
     caller: Caller
-    request: Any
+    update: PreparedUpdate
     result_id: int
     fingerprint: str
     body_sha256: str
@@ -136,7 +145,7 @@ class _Lane:
 class _Plan:
     item: _Item
     late: bool
-    tool_calls: list[Any] = field(default_factory=list)
+    tool_rows: list[tuple[Any, ...]] = field(default_factory=list)
     duplicates: int = 0
     outcome: IngestOutcome | None = None
 
@@ -211,6 +220,11 @@ class IngestWriter:
             so that the lifecycle worker evaluates them promptly.
         lanes: Concurrent writer transactions (default: 1 on SQLite, 3 on
             PostgreSQL).
+        sqlite_connection: On SQLite, a write connection of this thread to
+            run each transaction on directly, blocking the event loop for its
+            length; only for a process that does nothing but write (see
+            :mod:`roost.platform.ingest_process`). Default: the database's
+            pooled write connection, on its driver thread.
 
     Example:
         >>> writer = IngestWriter.__new__(IngestWriter)  # built by the app; see create_app
@@ -224,12 +238,14 @@ class IngestWriter:
         max_group: int = 256,
         on_committed: Callable[[Sequence[int]], None] | None = None,
         lanes: int | None = None,
+        sqlite_connection: sqlite3.Connection | None = None,
     ) -> None:
         self._db = db
         self._limits = limits
         self._max_group = max_group
         self._on_committed = on_committed
         self._sql = IngestSql(db.write_engine.dialect)
+        self._sqlite_connection = sqlite_connection
         if lanes is None:
             lanes = PG_LANES if self._sql.is_pg else 1
         if lanes < 1 or (lanes > 1 and not self._sql.is_pg):
@@ -279,36 +295,57 @@ class IngestWriter:
     async def submit(
         self,
         caller: Caller,
-        request: Any,
+        update: PreparedUpdate,
         result_id: int,
         body: bytes,
         *,
         idempotency_key: str | None,
         source: str | None,
     ) -> IngestOutcome:
-        """Queue one request and wait until it is committed (or refused)."""
+        """Queue one request (its rows, see :func:`prepare_update`) and wait
+        until it is committed (or refused)."""
+        future = self.enqueue(
+            caller,
+            update,
+            result_id,
+            body_sha256=hashlib.sha256(body).hexdigest(),
+            fingerprint=request_fingerprint_for(idempotency_key, body),
+            idempotency_key=idempotency_key,
+            source=source,
+        )
+        # shield: a client that disconnects must not cancel the shared future;
+        # its data is committed anyway and a retry replays the outcome.
+        return await asyncio.shield(future)
+
+    def enqueue(
+        self,
+        caller: Caller,
+        update: PreparedUpdate,
+        result_id: int,
+        *,
+        body_sha256: str,
+        fingerprint: str,
+        idempotency_key: str | None,
+        source: str | None,
+    ) -> asyncio.Future[IngestOutcome]:
+        """Queue one request; the future resolves once it is committed (or refused)."""
         if not self._running:
             raise RuntimeError("IngestWriter is not running")
         future: asyncio.Future[IngestOutcome] = asyncio.get_running_loop().create_future()
         self._lanes[result_id % len(self._lanes)].queue.put_nowait(
             _Item(
                 caller=caller,
-                request=request,
+                update=update,
                 result_id=result_id,
-                # Only a keyed request is ever compared with a stored one.
-                fingerprint=""
-                if idempotency_key is None
-                else request_fingerprint(INGEST_OPERATION, body),
-                body_sha256=hashlib.sha256(body).hexdigest(),
+                fingerprint=fingerprint,
+                body_sha256=body_sha256,
                 idempotency_key=idempotency_key,
                 source=source,
                 received_at=utcnow(),
                 future=future,
             )
         )
-        # shield: a client that disconnects must not cancel the shared future;
-        # its data is committed anyway and a retry replays the outcome.
-        return await asyncio.shield(future)
+        return future
 
     async def _run(self, lane: _Lane) -> None:
         while True:
@@ -352,6 +389,8 @@ class IngestWriter:
         if self._sql.is_pg:
             async with self._db.write_engine.connect() as conn, conn.begin():
                 decided = await self._sql.run_async(conn, steps)
+        elif self._sqlite_connection is not None:
+            decided = await self._write_inline(self._sqlite_connection, steps)
         else:
             # The pool's only write connection, so in-process writers still
             # queue on it; the whole transaction runs on its driver thread.
@@ -372,6 +411,30 @@ class IngestWriter:
             item.attempts += 1
         lane.deferred.extend(deferred)
         return sorted(attention.intersection(plan.item.result_id for plan in plans))
+
+    async def _write_inline(self, conn: sqlite3.Connection, steps: Steps[_Decided]) -> _Decided:
+        """Run the group's transaction on this thread, but wait for its COMMIT on another.
+
+        The statements take CPU, so they run here without a thread hop; the
+        COMMIT is mostly an fsync, so it runs on a worker thread while this
+        event loop decodes the next requests.
+        """
+        decided = self._sql.run_sqlite(conn, steps, commit=False)
+        commit = asyncio.get_running_loop().run_in_executor(None, commit_sqlite, conn)
+        cancelled = False
+        # Not cancellable: the connection must be idle again before anything
+        # else (stop() writes what is queued) uses it.
+        while True:
+            try:
+                await asyncio.shield(commit)
+                break
+            except asyncio.CancelledError:
+                if commit.done():
+                    raise
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        return decided
 
     def _decide(self, group: list[_Item]) -> Steps[_Decided]:
         """What the group stores and answers, as steps (no I/O here, see
@@ -444,10 +507,10 @@ class IngestWriter:
     def _load_call_ids(self, group: list[_Item]) -> Steps[dict[int, set[str]]]:
         pairs = sorted(
             {
-                (item.result_id, call.call_id)
+                (item.result_id, row[TOOL_CALL_ID])
                 for item in group
-                for call in item.request.tool_calls or ()
-                if call.call_id is not None
+                for row in item.update.tool_rows
+                if row[TOOL_CALL_ID] is not None
             }
         )
         seen: dict[int, set[str]] = {}
@@ -487,22 +550,21 @@ class IngestWriter:
         )
 
     def _plan(self, item: _Item, *, late: bool, seen: set[str]) -> _Plan:
-        request = item.request
+        update = item.update
         plan = _Plan(item=item, late=late)
-        tool_calls = request.tool_calls or []
-        for call in tool_calls:
-            call_id = call.call_id
+        for row in update.tool_rows:
+            call_id = row[TOOL_CALL_ID]
             if call_id is not None:
                 if call_id in seen:
                     plan.duplicates += 1
                     continue
                 seen.add(call_id)
-            plan.tool_calls.append(call)
+            plan.tool_rows.append(row)
         message = plan_message(
-            tool_calls=len(tool_calls),
+            tool_calls=len(update.tool_rows),
             duplicates=plan.duplicates,
-            events=len(request.events or ()),
-            transcript=len(request.recorded_transcript or ()),
+            events=len(update.event_rows),
+            transcript=len(update.transcript_rows),
             late=late,
         )
         plan.outcome = _json_outcome(200, {"status": "success", "message": message})
@@ -569,52 +631,15 @@ class IngestWriter:
         per_result: dict[int, list[Any]] = {}
         for batch_id, plan in zip(ids, plans, strict=True):
             item = plan.item
-            request = item.request
+            update = item.update
             result_id = item.result_id
             stamp = sql.ts(item.received_at)
             tool_rows.extend(
-                (
-                    batch_id,
-                    seq,
-                    result_id,
-                    call.name,
-                    call.start_offset_ms,
-                    call.description,
-                    json_text(call.parameters),
-                    json_text(call.output),
-                    call.call_id,
-                    call.end_offset_ms,
-                    call.duration_ms,
-                    call.status,
-                    call.error_type,
-                    call.error_message,
-                )
-                for seq, call in enumerate(plan.tool_calls)
+                (batch_id, seq, result_id, *row) for seq, row in enumerate(plan.tool_rows)
             )
-            event_rows.extend(
-                (
-                    batch_id,
-                    seq,
-                    event.title,
-                    event.start_offset_ms,
-                    event.end_offset_ms,
-                    event.description,
-                    None if event.tags is None else dumps_json(event.tags),
-                    json_text(event.metadata),
-                )
-                for seq, event in enumerate(request.events or ())
-            )
+            event_rows.extend((batch_id, seq, *row) for seq, row in enumerate(update.event_rows))
             transcript_rows.extend(
-                (
-                    batch_id,
-                    seq,
-                    entry.start_offset_ms,
-                    entry.end_offset_ms,
-                    entry.speaker,
-                    entry.utterance,
-                    entry.filler_utterance,
-                )
-                for seq, entry in enumerate(request.recorded_transcript or ())
+                (batch_id, seq, *row) for seq, row in enumerate(update.transcript_rows)
             )
             batch_rows.append(
                 (
@@ -626,19 +651,19 @@ class IngestWriter:
                     item.body_sha256,
                     item.caller.key_id,
                     item.source,
-                    None if request.tags is None else dumps_json(request.tags),
-                    json_text(request.metadata),
-                    None if request.trace_ids is None else dumps_json(request.trace_ids),
-                    len(request.tool_calls or ()),
+                    update.tags,
+                    update.metadata,
+                    update.trace_ids,
+                    len(update.tool_rows),
                     plan.duplicates,
-                    len(request.events or ()),
-                    len(request.recorded_transcript or ()),
+                    len(update.event_rows),
+                    len(update.transcript_rows),
                     plan.late,
                 )
             )
             summary = per_result.setdefault(result_id, [result_id, 0, 0, stamp, stamp])
             summary[1] += 1
-            summary[2] += len(plan.tool_calls)
+            summary[2] += len(plan.tool_rows)
             summary[4] = stamp
         updates = [tuple(v) for v in per_result.values()]
         # Batches before the rows that reference them.

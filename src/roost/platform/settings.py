@@ -94,6 +94,10 @@ class PlatformSettings:
             this long).
         group_commit_max: Most update-simulation-result requests written in
             one transaction.
+        ingest_process: Write ``update-simulation-result`` batches from a
+            child process (see :mod:`roost.platform.ingest_process`), so that
+            the server and the writer use two cores; ``False`` writes from the
+            server's own process.
         bench_echo: Mount ``POST /_bench/echo`` (benchmark baseline only).
         judge: Who answers model-judged checks (``judge`` matchers,
             ``judge_fallback``): ``auto`` (the offline semantic judge when its
@@ -115,6 +119,7 @@ class PlatformSettings:
     lifecycle_interval_seconds: float = 1.0
     auth_cache_seconds: float = 2.0
     group_commit_max: int = 256
+    ingest_process: bool = True
     bench_echo: bool = False
     judge: JudgeKind = "auto"
     judge_url: str = ""

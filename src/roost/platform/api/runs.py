@@ -49,6 +49,8 @@ from roost.platform.api.result_models import (
 )
 from roost.platform.auth import Caller
 from roost.platform.ingest import IngestWriter
+from roost.platform.ingest_process import IngestProcess
+from roost.platform.ingest_sql import prepare_update
 from roost.platform.lifecycle import EnrichmentState, ResultStatus, run_status
 from roost.platform.progress import InvalidTransition, reevaluate
 from roost.platform.results import load_bundles, result_response, run_counters
@@ -163,10 +165,10 @@ async def update_simulation_result(request: Request) -> Response:
     result_id = parse_id(update.simulation_result_id)
     if result_id is None:
         raise NotFound("simulation result", update.simulation_result_id)
-    writer: IngestWriter = request.app.state.ingest
+    writer: IngestWriter | IngestProcess = request.app.state.ingest
     outcome = await writer.submit(
         caller,
-        update,
+        prepare_update(update),
         result_id,
         body,
         idempotency_key=key,

@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,22 @@ class Database:
     def is_sqlite(self) -> bool:
         """Whether the backend is SQLite (one writer at a time)."""
         return self.dialect == "sqlite"
+
+    def connect_sqlite_writer(self) -> sqlite3.Connection:
+        """A blocking write connection to this SQLite file, set up like the pooled one.
+
+        For a process whose only job is writing (the ingest writer process),
+        where a driver thread would only add hand-offs. Transactions are the
+        caller's: the connection is in autocommit mode, so send ``BEGIN
+        IMMEDIATE`` and ``COMMIT`` yourself.
+        """
+        if not self.is_sqlite:
+            raise DatabaseURLError("connect_sqlite_writer needs a SQLite database")
+        connection = sqlite3.connect(
+            Path(self.url.database or "").expanduser(), check_same_thread=False
+        )
+        _sqlite_on_connect(connection, writer=True)
+        return connection
 
     def display_url(self) -> str:
         """The URL as a user writes it (``sqlite:///...``), password masked."""
