@@ -17,8 +17,9 @@ Method (see BENCHMARKS.md, section ``benchmarks/ingest.py``):
    back (no auth, no database). That is the baseline of the ratio.
 5. After the run, the number of stored batches is compared with the number
    of 200s wrk saw: every 200 must correspond to a committed batch.
-6. Around each load the server process's CPU time is read from ``/proc``:
-   CPU ms per request is steadier than req/s on a shared machine.
+6. Around each load the CPU time of the server process and of its writer
+   process is read from ``/proc``: CPU ms per request is steadier than req/s
+   on a shared machine.
 
 Every 200 of the ingest route is sent after the transaction that stored it
 has committed (SQLite ``synchronous=FULL`` in WAL mode; PostgreSQL
@@ -167,6 +168,7 @@ class Load:
     p50_ms: float
     p99_ms: float
     server_cpu_s: float = 0.0
+    writer_cpu_s: float = 0.0
     machine_busy: float = 0.0
 
     @property
@@ -174,6 +176,11 @@ class Load:
         """Server process CPU (user + system) per request: steadier than req/s on a
         shared machine, since it does not depend on how much CPU others leave us."""
         return self.server_cpu_s * 1000 / self.requests if self.requests else 0.0
+
+    @property
+    def writer_cpu_ms_per_request(self) -> float:
+        """The same for the server's child processes (the ingest writer process)."""
+        return self.writer_cpu_s * 1000 / self.requests if self.requests else 0.0
 
     @property
     def rps(self) -> float:
@@ -184,6 +191,21 @@ def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the running children of a process."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return 0.0
+    total = 0.0
+    for child in children:
+        try:
+            total += process_cpu_seconds(int(child))
+        except FileNotFoundError:
+            continue
+    return total
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -202,6 +224,7 @@ def run_wrk(
     server_pid: int | None = None,
 ) -> Load:
     cpu_before = process_cpu_seconds(server_pid) if server_pid else 0.0
+    writer_before = children_cpu_seconds(server_pid) if server_pid else 0.0
     busy_before, total_before = machine_ticks()
     command = [
         "wrk",
@@ -221,6 +244,7 @@ def run_wrk(
         env={**os.environ, **env, "BENCH_MODE": mode, "BENCH_SALT": uuid.uuid4().hex[:8]},
     ).stdout
     cpu_after = process_cpu_seconds(server_pid) if server_pid else 0.0
+    writer_after = children_cpu_seconds(server_pid) if server_pid else 0.0
     busy_after, total_after = machine_ticks()
     line = next(item for item in out.splitlines() if item.startswith("BENCH_JSON "))
     data = json.loads(line.removeprefix("BENCH_JSON "))
@@ -232,15 +256,18 @@ def run_wrk(
         p50_ms=data["p50_us"] / 1000,
         p99_ms=data["p99_us"] / 1000,
         server_cpu_s=cpu_after - cpu_before,
+        writer_cpu_s=writer_after - writer_before,
         machine_busy=(busy_after - busy_before) / max(1, total_after - total_before),
     )
 
 
-def start_server(database_url: str, log: Path) -> tuple[subprocess.Popen[str], str]:
+def start_server(
+    database_url: str, log: Path, *, writer_process: bool = True
+) -> tuple[subprocess.Popen[str], str]:
     # stderr goes to a file: a pipe nobody drains would fill up with the
     # server's warnings and block its event loop mid-run.
     with log.open("w") as stderr:
-        process = _spawn_server(database_url, stderr)
+        process = _spawn_server(database_url, stderr, writer_process=writer_process)
     assert process.stdout is not None
     line = process.stdout.readline()
     if not line.startswith("roost serve: listening on "):
@@ -250,7 +277,7 @@ def start_server(database_url: str, log: Path) -> tuple[subprocess.Popen[str], s
     return process, line.split()[-1]
 
 
-def _spawn_server(database_url: str, stderr: Any) -> subprocess.Popen[str]:
+def _spawn_server(database_url: str, stderr: Any, *, writer_process: bool) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -268,7 +295,11 @@ def _spawn_server(database_url: str, stderr: Any) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,
-        env={**os.environ, "ROOST_BENCH_ECHO": "1"},
+        env={
+            **os.environ,
+            "ROOST_BENCH_ECHO": "1",
+            "ROOST_INGEST_PROCESS": "true" if writer_process else "false",
+        },
     )
 
 
@@ -331,7 +362,9 @@ def bench_backend(
     name: str, database_url: str, args: argparse.Namespace, workdir: Path
 ) -> dict[str, Any]:
     key = asyncio.run(prepare(database_url))
-    process, url = start_server(database_url, workdir / f"server-{name}.log")
+    process, url = start_server(
+        database_url, workdir / f"server-{name}.log", writer_process=args.writer == "process"
+    )
     try:
         result_ids = seed(url, key, 1000)
         body_file = workdir / "body.json"
@@ -389,12 +422,20 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument(
+        "--writer",
+        choices=("process", "inline"),
+        default="process",
+        help="ingest writer in its own process (the default of roost serve) or in the "
+        "server's process (ROOST_INGEST_PROCESS=false)",
+    )
+    parser.add_argument(
         "--pg", default="postgresql://postgres@127.0.0.1:5432", help="PostgreSQL server"
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
     print(load_average())
+    print(f"ingest writer: {args.writer}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -420,9 +461,9 @@ def main() -> None:
     print()
     print(
         "| backend | route | req/s | p50 ms | p99 ms | non-2xx | ratio to echo "
-        "| server CPU ms/req | machine busy |"
+        "| server CPU ms/req | writer process CPU ms/req | machine busy |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         for route in ("echo", "ingest"):
             load: Load = row[route]
@@ -430,7 +471,8 @@ def main() -> None:
             print(
                 f"| {row['backend']} | {route} | {load.rps:,.0f} | {load.p50_ms:.2f} "
                 f"| {load.p99_ms:.2f} | {load.status_errors + load.socket_errors} | {ratio} "
-                f"| {load.cpu_ms_per_request:.2f} | {load.machine_busy:.0%} |"
+                f"| {load.cpu_ms_per_request:.2f} | {load.writer_cpu_ms_per_request:.2f} "
+                f"| {load.machine_busy:.0%} |"
             )
     print()
     for row in rows:

@@ -2,22 +2,36 @@
 
 50 POSTs are in flight at once on 50 connections, so the group committer,
 the idempotency claim and the database's own locking are exercised for real,
-on SQLite (WAL) and on PostgreSQL.
+on SQLite (WAL) and on PostgreSQL, with the ingest writer in its own process
+(the default) and in the server's process.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from roost.platform.storage import Agent, Database
-from tests.platform.conftest import LiveServer, new_org
+from tests.platform.conftest import LiveServer, new_org, start_server, stop_server
 from tests.platform.seed import check, seed_run
 
 CONCURRENT = 50
+
+
+@pytest.fixture(params=["writer-process", "writer-inline"])
+def server(request: pytest.FixtureRequest, database_url: str) -> Iterator[LiveServer]:
+    """``roost serve`` with its ingest writer in a child process, or inline."""
+    inline = request.param == "writer-inline"
+    live = start_server(database_url, env={"ROOST_INGEST_PROCESS": "false" if inline else "true"})
+    try:
+        yield live
+    finally:
+        stop_server(live)
 
 
 def _body(result_id: str, index: int) -> dict[str, Any]:
@@ -65,17 +79,17 @@ async def _enrichment(server: LiveServer, key: str, result_id: str) -> dict[str,
 
 
 async def test_50_concurrent_posts_with_distinct_keys_store_50_batches(
-    live_server: LiveServer, db: Database
+    server: LiveServer, db: Database
 ) -> None:
-    key, rid = await _setup(live_server, db)
+    key, rid = await _setup(server, db)
     requests = [(_body(rid, i), {"Idempotency-Key": f"distinct-{i}"}) for i in range(CONCURRENT)]
-    responses = await _fire(live_server, key, requests)
+    responses = await _fire(server, key, requests)
     assert [r.status_code for r in responses] == [200] * CONCURRENT, [
         r.text for r in responses if r.status_code != 200
     ]
     assert not any("Idempotent-Replayed" in r.headers for r in responses)
 
-    stored = await _enrichment(live_server, key, rid)
+    stored = await _enrichment(server, key, rid)
     batches = stored["batches"]
     assert len(batches) == CONCURRENT
     assert sorted(b["idempotency_key"] for b in batches) == sorted(
@@ -87,12 +101,12 @@ async def test_50_concurrent_posts_with_distinct_keys_store_50_batches(
 
 
 async def test_50_concurrent_posts_with_the_same_key_store_exactly_one(
-    live_server: LiveServer, db: Database
+    server: LiveServer, db: Database
 ) -> None:
-    key, rid = await _setup(live_server, db)
+    key, rid = await _setup(server, db)
     body = _body(rid, 7)
     requests = [(body, {"Idempotency-Key": "same-key"}) for _ in range(CONCURRENT)]
-    responses = await _fire(live_server, key, requests)
+    responses = await _fire(server, key, requests)
     assert [r.status_code for r in responses] == [200] * CONCURRENT, [
         r.text for r in responses if r.status_code != 200
     ]
@@ -100,7 +114,7 @@ async def test_50_concurrent_posts_with_the_same_key_store_exactly_one(
     replayed = [r for r in responses if r.headers.get("Idempotent-Replayed") == "true"]
     assert len(replayed) == CONCURRENT - 1
 
-    stored = await _enrichment(live_server, key, rid)
+    stored = await _enrichment(server, key, rid)
     assert [b["idempotency_key"] for b in stored["batches"]] == ["same-key"]
     assert stored["result"]["roost"]["enrichment"]["batches"] == 1
     assert stored["result"]["roost"]["enrichment"]["tool_call_count"] == 2
@@ -108,13 +122,13 @@ async def test_50_concurrent_posts_with_the_same_key_store_exactly_one(
 
 
 async def test_50_concurrent_posts_without_a_key_each_append_a_batch(
-    live_server: LiveServer, db: Database
+    server: LiveServer, db: Database
 ) -> None:
-    key, rid = await _setup(live_server, db)
+    key, rid = await _setup(server, db)
     requests = [(_body(rid, i % 5), {}) for i in range(CONCURRENT)]
-    responses = await _fire(live_server, key, requests)
+    responses = await _fire(server, key, requests)
     assert [r.status_code for r in responses] == [200] * CONCURRENT
-    stored = await _enrichment(live_server, key, rid)
+    stored = await _enrichment(server, key, rid)
     assert len(stored["batches"]) == CONCURRENT
     # call-0..call-4 each carried ten times: kept once each; unnamed ones all kept.
     assert stored["result"]["roost"]["enrichment"]["tool_call_count"] == 5 + CONCURRENT

@@ -85,6 +85,15 @@ def serve(
             "$ROOST_JUDGE_MODEL). Default: $ROOST_JUDGE, else auto.",
         ),
     ] = None,
+    ingest_process: Annotated[
+        bool | None,
+        typer.Option(
+            "--ingest-process/--no-ingest-process",
+            help="Write update-simulation-result batches from a child process, so that "
+            "the server and the writer use two cores (default: $ROOST_INGEST_PROCESS, "
+            "else on).",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
@@ -104,6 +113,7 @@ def serve(
             reevaluate_late=reevaluate_late,
             max_body_bytes=max_body_bytes,
             judge=judge,
+            ingest_process=ingest_process,
         )
     except SettingsError as exc:
         fail(str(exc))
@@ -178,6 +188,8 @@ async def _serve(
             judging = getattr(app.state, "judging", None)
             if judging is not None:
                 err_console.print(f"judge: {judging.name or judging.unavailable}")
+            writer = "a child process" if settings.ingest_process else "the server process"
+            err_console.print(f"ingest writer: {writer}")
         await task
         if not server.started:
             fail("the server did not start (see the log above)")

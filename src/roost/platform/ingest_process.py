@@ -302,8 +302,8 @@ class IngestProcess:
             # The URL may hold a password: it goes through a pipe, not argv.
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
-                "-m",
-                "roost.platform.ingest_process",
+                "-c",
+                "from roost.platform.ingest_process import child_main; child_main()",
                 str(theirs.fileno()),
                 stdin=asyncio.subprocess.PIPE,
                 pass_fds=[theirs.fileno()],
@@ -482,7 +482,7 @@ async def _flushed(channel: _Channel) -> None:
 
 
 def child_main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the child: ``python -m roost.platform.ingest_process FD``.
+    """Entry point of the child process; its one argument is the socket's descriptor.
 
     The configuration (JSON) arrives on stdin; the socket is file descriptor
     ``FD``, inherited from the server.
@@ -494,7 +494,3 @@ def child_main(argv: Sequence[str] | None = None) -> None:
     config = json.loads(sys.stdin.buffer.read())
     logging.basicConfig(level=logging.WARNING, format="roost ingest writer: %(message)s")
     asyncio.run(_serve_child(int(args[0]), config))
-
-
-if __name__ == "__main__":
-    child_main()
