@@ -10,6 +10,7 @@ behind when either side goes away.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -21,6 +22,7 @@ from sqlalchemy import delete, func, select
 
 from roost.platform.auth import Caller
 from roost.platform.ingest_process import IngestProcess
+from roost.platform.ingest_sql import prepare_update
 from roost.platform.settings import PlatformSettings
 from roost.platform.storage import Database, EnrichmentBatch, Organisation
 from roost.platform.storage.tables import EventRow, ToolCallRow, TranscriptEntryRow
@@ -143,29 +145,27 @@ async def test_a_killed_child_gives_503_never_a_false_200_and_is_replaced(
         first = _child_pid(app)
 
         async def post(index: int) -> httpx.Response:
-            return await http.post("/v1/update-simulation-result", json=_body(rid, index, calls=20))
+            return await http.post("/v1/update-simulation-result", json=_body(rid, index))
 
-        tasks = [asyncio.create_task(post(i)) for i in range(60)]
-        # Kill the child while requests are in flight (some answered, some not).
-        await _wait_for(lambda: sum(t.done() for t in tasks) >= 5)
+        before = await asyncio.gather(*(post(i) for i in range(10)))
+        assert [r.status_code for r in before] == [200] * 10
+        # Frozen, the child cannot commit what it receives: these requests are
+        # in flight, uncommitted, when it dies.
+        os.kill(first, signal.SIGSTOP)
+        tasks = [asyncio.create_task(post(100 + i)) for i in range(20)]
+        await _wait_for(lambda: len(writer._pending) == 20)
         os.kill(first, signal.SIGKILL)
-        responses = await asyncio.gather(*tasks)
-        statuses = [r.status_code for r in responses]
-        assert set(statuses) <= {200, 503}, statuses
-        assert 200 in statuses
-        for response in responses:
-            if response.status_code == 503:
-                assert response.json() == {"detail": "storage is unavailable; retry later"}
+        lost = await asyncio.gather(*tasks)
+        assert [r.status_code for r in lost] == [503] * 20
+        assert {r.json()["detail"] for r in lost} == {"storage is unavailable; retry later"}
 
         await _wait_for(lambda: writer.restarts == 1 and writer.pid not in (None, first))
         assert _exited(first)
         after = check(await http.post("/v1/update-simulation-result", json=_body(rid, 1000)))
         assert after["status"] == "success"
 
-    # Every 200 was committed before it was sent. A 503 may still have been
-    # stored (the child died between COMMIT and its answer): at least, never less.
-    stored = await _count(db, EnrichmentBatch, result_id=int(rid))
-    assert stored >= statuses.count(200) + 1
+    # The ten answered before and the one after are stored; the twenty are not.
+    assert await _count(db, EnrichmentBatch, result_id=int(rid)) == 11
 
 
 async def test_stop_answers_everything_in_flight_before_the_child_exits(
@@ -247,3 +247,34 @@ async def test_deleting_an_organisation_deletes_its_batches_rows(
         await session.execute(delete(Organisation).where(Organisation.id == org.id))
     assert [await _count(db, t, batch_id=batch_id) for t in tables] == [0, 0, 0]
     assert await _count(db, ToolCallRow, result_id=int(rid)) == 0
+
+
+async def test_the_child_reports_which_commits_gave_the_lifecycle_work(
+    make_app: AppFactory, org: Org, database_url: str
+) -> None:
+    async with make_app() as app, client_for(app, org.headers) as http:
+        queued, ended = (await seed_run(http, num_runs=2)).result_ids
+        check(await http.post(f"/v1/roost/simulation-results/{ended}/call-started", json={}))
+        check(await http.post(f"/v1/roost/simulation-results/{ended}/call-ended", json={}))
+        reported: list[int] = []
+        writer = IngestProcess(
+            PlatformSettings(database_url=database_url), on_committed=reported.extend
+        )
+        await writer.start()
+        caller = Caller(org_id=org.id, org_name=org.name, key_id=org.key_id)
+        try:
+            for rid in (queued, ended):
+                body = json.dumps(_body(rid, 5)).encode()
+                outcome = await writer.submit(
+                    caller,
+                    prepare_update(app.state.wire.decode(body)),
+                    int(rid),
+                    body,
+                    idempotency_key=None,
+                    source="test",
+                )
+                assert outcome.status_code == 200, outcome.body
+        finally:
+            await writer.stop()
+    # Only the result whose call has ended has work (evaluation) to be woken for.
+    assert reported == [int(ended)]

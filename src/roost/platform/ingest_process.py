@@ -317,15 +317,16 @@ class IngestProcess:
         self._ready = loop.create_future()
         channel = _Channel(self._on_message, self._on_closed)
         await loop.create_unix_connection(lambda: channel, sock=ours)
-        self._channel = channel
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), self._start_timeout)
         except BaseException:
             if channel.transport is not None:
                 channel.transport.close()
-            self._channel = None
             await self._reap(grace=5.0)
             raise
+        # Requests go to the child only once its writer runs.
+        if channel.transport is not None:
+            self._channel = channel
 
     def _on_message(self, message: _Message) -> None:
         if isinstance(message, _Outcome):
