@@ -17,9 +17,9 @@ Method (see BENCHMARKS.md, section ``benchmarks/ingest.py``):
    back (no auth, no database). That is the baseline of the ratio.
 5. After the run, the number of stored batches is compared with the number
    of 200s wrk saw: every 200 must correspond to a committed batch.
-6. Around each load the CPU time of the server process and of its writer
-   process is read from ``/proc``: CPU ms per request is steadier than req/s
-   on a shared machine.
+6. Around each load the CPU time of the server process, of its writer
+   process and of the machine's ``postgres`` processes is read from ``/proc``:
+   CPU ms per request is steadier than req/s on a shared machine.
 
 Every 200 of the ingest route is sent after the transaction that stored it
 has committed (SQLite ``synchronous=FULL`` in WAL mode; PostgreSQL
@@ -169,6 +169,7 @@ class Load:
     p99_ms: float
     server_cpu_s: float = 0.0
     writer_cpu_s: float = 0.0
+    database_cpu_s: float = 0.0
     machine_busy: float = 0.0
 
     @property
@@ -181,6 +182,11 @@ class Load:
     def writer_cpu_ms_per_request(self) -> float:
         """The same for the server's child processes (the ingest writer process)."""
         return self.writer_cpu_s * 1000 / self.requests if self.requests else 0.0
+
+    @property
+    def database_cpu_ms_per_request(self) -> float:
+        """The same for every local ``postgres`` process (0 on SQLite)."""
+        return self.database_cpu_s * 1000 / self.requests if self.requests else 0.0
 
     @property
     def rps(self) -> float:
@@ -208,6 +214,25 @@ def children_cpu_seconds(pid: int) -> float:
     return total
 
 
+def postgres_cpu_seconds() -> float:
+    """User + system CPU time of this machine's running ``postgres`` processes.
+
+    The benchmark's PostgreSQL runs on the same machine, so this is the
+    database's share of the CPU (backends, WAL writer, checkpointer, autovacuum
+    workers alive at both reads).
+    """
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "(postgres)" in text:
+            fields = text.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def machine_ticks() -> tuple[int, int]:
     """(busy, total) CPU ticks of the whole machine since boot."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -225,6 +250,7 @@ def run_wrk(
 ) -> Load:
     cpu_before = process_cpu_seconds(server_pid) if server_pid else 0.0
     writer_before = children_cpu_seconds(server_pid) if server_pid else 0.0
+    database_before = postgres_cpu_seconds()
     busy_before, total_before = machine_ticks()
     command = [
         "wrk",
@@ -245,6 +271,7 @@ def run_wrk(
     ).stdout
     cpu_after = process_cpu_seconds(server_pid) if server_pid else 0.0
     writer_after = children_cpu_seconds(server_pid) if server_pid else 0.0
+    database_after = postgres_cpu_seconds()
     busy_after, total_after = machine_ticks()
     line = next(item for item in out.splitlines() if item.startswith("BENCH_JSON "))
     data = json.loads(line.removeprefix("BENCH_JSON "))
@@ -257,6 +284,7 @@ def run_wrk(
         p99_ms=data["p99_us"] / 1000,
         server_cpu_s=cpu_after - cpu_before,
         writer_cpu_s=writer_after - writer_before,
+        database_cpu_s=max(0.0, database_after - database_before),
         machine_busy=(busy_after - busy_before) / max(1, total_after - total_before),
     )
 
@@ -461,9 +489,9 @@ def main() -> None:
     print()
     print(
         "| backend | route | req/s | p50 ms | p99 ms | non-2xx | ratio to echo "
-        "| server CPU ms/req | writer process CPU ms/req | machine busy |"
+        "| server CPU ms/req | writer process CPU ms/req | PostgreSQL CPU ms/req | machine busy |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         for route in ("echo", "ingest"):
             load: Load = row[route]
@@ -472,7 +500,7 @@ def main() -> None:
                 f"| {row['backend']} | {route} | {load.rps:,.0f} | {load.p50_ms:.2f} "
                 f"| {load.p99_ms:.2f} | {load.status_errors + load.socket_errors} | {ratio} "
                 f"| {load.cpu_ms_per_request:.2f} | {load.writer_cpu_ms_per_request:.2f} "
-                f"| {load.machine_busy:.0%} |"
+                f"| {load.database_cpu_ms_per_request:.2f} | {load.machine_busy:.0%} |"
             )
     print()
     for row in rows:

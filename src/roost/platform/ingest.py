@@ -387,8 +387,10 @@ class IngestWriter:
         """Write one group; returns the results that now have lifecycle work."""
         steps = self._decide(group)
         if self._sql.is_pg:
-            async with self._db.write_engine.connect() as conn, conn.begin():
-                decided = await self._sql.run_async(conn, steps)
+            async with self._db.write_engine.connect() as conn:
+                pg = (await conn.get_raw_connection()).driver_connection
+                assert pg is not None
+                decided = await self._sql.run_pg_transaction(pg, steps)
         elif self._sqlite_connection is not None:
             decided = await self._write_inline(self._sqlite_connection, steps)
         else:
