@@ -79,7 +79,8 @@ async def test_call_ids_shared_by_requests_of_one_group_are_stored_once(
 async def test_one_key_on_results_of_different_lanes_stores_one_batch(
     make_app: AppFactory, org: Org
 ) -> None:
-    async with make_app() as app, client_for(app, org.headers) as http:
+    # Three lanes on PostgreSQL (SQLite always has one).
+    async with make_app(ingest_lanes=3) as app, client_for(app, org.headers) as http:
         results = (await seed_run(http, num_runs=3)).result_ids
         requests = [(_body(rid, f"call-{rid}"), "shared-key") for rid in results for _ in range(3)]
         responses = await _post_all(http, requests)

@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, select
 from roost.platform.auth import Caller
 from roost.platform.ingest_process import IngestProcess
 from roost.platform.ingest_sql import prepare_update
-from roost.platform.settings import PlatformSettings
+from roost.platform.settings import PlatformSettings, SettingsError
 from roost.platform.storage import Database, EnrichmentBatch, Organisation
 from roost.platform.storage.tables import EventRow, ToolCallRow, TranscriptEntryRow
 from tests.platform.conftest import AppFactory, Org, client_for
@@ -278,3 +278,11 @@ async def test_the_child_reports_which_commits_gave_the_lifecycle_work(
             await writer.stop()
     # Only the result whose call has ended has work (evaluation) to be woken for.
     assert reported == [int(ended)]
+
+
+async def test_lanes_are_a_postgresql_setting(make_app: AppFactory, database_url: str) -> None:
+    async with make_app(ingest_lanes=3) as app:
+        lanes = len(app.state.ingest._lanes)
+    assert lanes == (1 if database_url.startswith("sqlite") else 3)
+    with pytest.raises(SettingsError, match="ingest_lanes"):
+        PlatformSettings.from_env({"ROOST_INGEST_LANES": "0"})

@@ -221,6 +221,7 @@ def create_app(
                     settings.limits,
                     max_group=settings.group_commit_max,
                     on_committed=lifecycle.notify,
+                    lanes=1 if database.is_sqlite else settings.ingest_lanes,
                 )
             app.state.lifecycle = lifecycle
             app.state.ingest = ingest

@@ -3,8 +3,8 @@
 Every accepted POST must be durably committed before its 200 is sent. Doing a
 transaction (and, on SQLite with ``synchronous=FULL``, an fsync) per request
 would cap ingest at the disk's sync rate, so requests are handed to a writer
-coroutine instead (one on SQLite; on PostgreSQL a few *lanes*, each owning a
-share of the results, see :class:`IngestWriter`). It takes everything queued,
+coroutine instead (one on SQLite; on PostgreSQL one by default, or several
+*lanes*, each owning a share of the results, see :class:`IngestWriter`). It takes everything queued,
 writes it in one transaction and, only after ``COMMIT`` returns, resolves each
 waiter with its own outcome. While one transaction commits, the next group
 accumulates.
@@ -79,8 +79,8 @@ log = logging.getLogger(__name__)
 
 INGEST_OPERATION = "update-simulation-result"
 
-#: Writer lanes on PostgreSQL (see :class:`IngestWriter`).
-PG_LANES = 3
+#: Writer lanes on PostgreSQL by default (see :class:`IngestWriter`).
+PG_LANES = 1
 
 
 def request_fingerprint(operation: str, body: bytes) -> str:
@@ -204,9 +204,11 @@ class IngestWriter:
     Requests are spread over *lanes* by result id, one writer coroutine and
     one transaction at a time per lane, so everything about one result (its
     known call ids, its batch count) is decided by one lane in arrival
-    order. SQLite has one write connection, so one lane; on PostgreSQL a
-    single writer spends most of its time waiting for round trips and the
-    commit, so several lanes overlap those waits. Lanes share idempotency
+    order. SQLite has one write connection, so one lane. On PostgreSQL
+    several lanes overlap one lane's round trips and commit with another's
+    work, which pays when the database is far away; on one machine a single
+    lane measured best (bigger groups, fewer round trips per request: see
+    BENCHMARKS.md), so it is the default. Lanes share idempotency
     keys through the database: a key claimed by another lane's open
     transaction makes ``INSERT ... ON CONFLICT DO NOTHING`` wait for it, and
     the request is then decided against the stored first response.
@@ -218,8 +220,8 @@ class IngestWriter:
         on_committed: Called after a commit with the ids of results that
             received data and now have lifecycle work (their call has ended),
             so that the lifecycle worker evaluates them promptly.
-        lanes: Concurrent writer transactions (default: 1 on SQLite, 3 on
-            PostgreSQL).
+        lanes: Concurrent writer transactions (1 on SQLite; on PostgreSQL
+            default :data:`PG_LANES`).
         sqlite_connection: On SQLite, a write connection of this thread to
             run each transaction on directly, blocking the event loop for its
             length; only for a process that does nothing but write (see

@@ -297,6 +297,7 @@ class IngestProcess:
             "database_url": self._settings.database_url,
             "limits": dataclasses.asdict(self._settings.limits),
             "group_commit_max": self._settings.group_commit_max,
+            "ingest_lanes": self._settings.ingest_lanes,
         }
         try:
             # The URL may hold a password: it goes through a pipe, not argv.
@@ -444,6 +445,7 @@ async def _serve_child(fd: int, config: dict[str, Any]) -> None:
         writer = IngestWriter(
             db,
             limits,
+            lanes=1 if db.is_sqlite else config["ingest_lanes"],
             max_group=config["group_commit_max"],
             on_committed=lambda ids: channel.send(_Committed(list(ids))),
             sqlite_connection=connection,

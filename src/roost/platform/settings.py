@@ -98,6 +98,9 @@ class PlatformSettings:
             child process (see :mod:`roost.platform.ingest_process`), so that
             the server and the writer use two cores; ``False`` writes from the
             server's own process.
+        ingest_lanes: Concurrent ingest transactions on PostgreSQL (SQLite
+            always has one). More than one can pay when the database is far
+            away; on one machine one measured best.
         bench_echo: Mount ``POST /_bench/echo`` (benchmark baseline only).
         judge: Who answers model-judged checks (``judge`` matchers,
             ``judge_fallback``): ``auto`` (the offline semantic judge when its
@@ -120,6 +123,7 @@ class PlatformSettings:
     auth_cache_seconds: float = 2.0
     group_commit_max: int = 256
     ingest_process: bool = True
+    ingest_lanes: int = 1
     bench_echo: bool = False
     judge: JudgeKind = "auto"
     judge_url: str = ""
@@ -185,6 +189,8 @@ class PlatformSettings:
             raise SettingsError("lifecycle_interval_seconds must be positive")
         if self.group_commit_max < 1:
             raise SettingsError("group_commit_max must be at least 1")
+        if not 1 <= self.ingest_lanes <= 64:
+            raise SettingsError("ingest_lanes must be between 1 and 64")
         if self.judge_timeout_seconds <= 0:
             raise SettingsError("judge_timeout_seconds must be positive")
         if self.judge_concurrency < 1:
