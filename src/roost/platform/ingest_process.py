@@ -485,10 +485,10 @@ async def _flushed(channel: _Channel) -> None:
 
 
 def child_main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the child process; its one argument is the socket's descriptor.
+    """Entry point of the child process.
 
-    The configuration (JSON) arrives on stdin; the socket is file descriptor
-    ``FD``, inherited from the server.
+    Its one argument is the number of the socket's file descriptor, inherited
+    from the server; the configuration (JSON) arrives on stdin.
     """
     args = sys.argv[1:] if argv is None else list(argv)
     # Ctrl-C reaches the whole process group; the server drains through the
