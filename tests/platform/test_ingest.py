@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from roost.platform.auth import Caller
 from roost.platform.ingest import IngestWriter, plan_message
-from roost.platform.ingest_sql import prepare_update
+from roost.platform.ingest_sql import Fetch, IngestSql, Steps, prepare_update
 from roost.platform.settings import Limits
 from roost.platform.storage import Database
 from roost.platform.storage.tables import TranscriptEntryRow
@@ -206,3 +206,26 @@ async def test_a_group_that_fails_midway_is_rolled_back_and_retried_request_by_r
     assert len(batches) == 5
     calls = [c for group in result["simulation_result"]["tool_calls"] for c in group["actual"]]
     assert sorted(c["call_id"] for c in calls) == [f"ok-{i}" for i in range(5)]
+
+
+async def test_a_transaction_left_open_on_a_pooled_connection_is_not_committed(
+    db: Database,
+) -> None:
+    # PostgreSQL only: the writer runs its own BEGIN/COMMIT on asyncpg, which
+    # SQLAlchemy's pool cannot see. Whatever a failed group left open must be
+    # rolled back, never committed with the next group.
+    if db.is_sqlite:
+        pytest.skip("PostgreSQL writer path")
+    sql = IngestSql(db.write_engine.dialect)
+
+    def steps() -> Steps[int]:
+        rows = yield Fetch("SELECT 1", ())
+        return int(rows[0][0])
+
+    async with db.write_engine.connect() as conn:
+        pg = (await conn.get_raw_connection()).driver_connection
+        assert pg is not None
+        await pg.execute("BEGIN; CREATE TEMP TABLE left_open (x int)")
+        assert await sql.run_pg_transaction(pg, steps()) == 1
+        assert not pg.is_in_transaction()
+        assert await pg.fetchval("SELECT to_regclass('pg_temp.left_open')") is None

@@ -419,6 +419,10 @@ class IngestSql:
         database CPU per request in a benchmark run. Planning each statement
         of a group costs far less. BEGIN and the setting go in one round trip.
         """
+        if pg.is_in_transaction():
+            # Left open by a failed ROLLBACK below; SQLAlchemy's pool cannot
+            # see transactions it did not start, so it would not end this one.
+            await pg.execute("ROLLBACK")
         await pg.execute("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan")
         try:
             result = await self.run_async(pg, steps)
