@@ -18,8 +18,9 @@ from sqlalchemy import select
 
 from roost.platform.auth import Caller
 from roost.platform.ingest import IngestWriter, plan_message
+from roost.platform.ingest_process import IngestProcess
 from roost.platform.ingest_sql import Fetch, IngestSql, Steps, prepare_update
-from roost.platform.settings import Limits
+from roost.platform.settings import Limits, PlatformSettings
 from roost.platform.storage import Database
 from roost.platform.storage.tables import TranscriptEntryRow
 from tests.platform.conftest import AppFactory, Org, client_for
@@ -96,15 +97,24 @@ async def test_one_key_on_results_of_different_lanes_stores_one_batch(
     }
 
 
+@pytest.mark.parametrize("kind", ["inline", "process"])
 async def test_only_results_whose_call_ended_wake_the_lifecycle(
-    make_app: AppFactory, org: Org, db: Database
+    make_app: AppFactory, org: Org, db: Database, database_url: str, kind: str
 ) -> None:
+    # The same for the writer in the server's process and in its own, where
+    # the wake-up crosses the process boundary.
     async with make_app() as app, client_for(app, org.headers) as http:
         queued, ended = (await seed_run(http, num_runs=2)).result_ids
         check(await http.post(f"/v1/roost/simulation-results/{ended}/call-started", json={}))
         check(await http.post(f"/v1/roost/simulation-results/{ended}/call-ended", json={}))
         reported: list[int] = []
-        writer = IngestWriter(db, app.state.settings.limits, on_committed=reported.extend)
+        writer: IngestWriter | IngestProcess
+        if kind == "inline":
+            writer = IngestWriter(db, app.state.settings.limits, on_committed=reported.extend)
+        else:
+            writer = IngestProcess(
+                PlatformSettings(database_url=database_url), on_committed=reported.extend
+            )
         await writer.start()
         caller = Caller(org_id=org.id, org_name=org.name, key_id=org.key_id)
         try:

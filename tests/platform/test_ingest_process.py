@@ -10,7 +10,6 @@ behind when either side goes away.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import time
@@ -22,7 +21,6 @@ from sqlalchemy import delete, func, select
 
 from roost.platform.auth import Caller
 from roost.platform.ingest_process import IngestProcess
-from roost.platform.ingest_sql import prepare_update
 from roost.platform.settings import PlatformSettings, SettingsError
 from roost.platform.storage import Database, EnrichmentBatch, Organisation
 from roost.platform.storage.tables import EventRow, ToolCallRow, TranscriptEntryRow
@@ -247,37 +245,6 @@ async def test_deleting_an_organisation_deletes_its_batches_rows(
         await session.execute(delete(Organisation).where(Organisation.id == org.id))
     assert [await _count(db, t, batch_id=batch_id) for t in tables] == [0, 0, 0]
     assert await _count(db, ToolCallRow, result_id=int(rid)) == 0
-
-
-async def test_the_child_reports_which_commits_gave_the_lifecycle_work(
-    make_app: AppFactory, org: Org, database_url: str
-) -> None:
-    async with make_app() as app, client_for(app, org.headers) as http:
-        queued, ended = (await seed_run(http, num_runs=2)).result_ids
-        check(await http.post(f"/v1/roost/simulation-results/{ended}/call-started", json={}))
-        check(await http.post(f"/v1/roost/simulation-results/{ended}/call-ended", json={}))
-        reported: list[int] = []
-        writer = IngestProcess(
-            PlatformSettings(database_url=database_url), on_committed=reported.extend
-        )
-        await writer.start()
-        caller = Caller(org_id=org.id, org_name=org.name, key_id=org.key_id)
-        try:
-            for rid in (queued, ended):
-                body = json.dumps(_body(rid, 5)).encode()
-                outcome = await writer.submit(
-                    caller,
-                    prepare_update(app.state.wire.decode(body)),
-                    int(rid),
-                    body,
-                    idempotency_key=None,
-                    source="test",
-                )
-                assert outcome.status_code == 200, outcome.body
-        finally:
-            await writer.stop()
-    # Only the result whose call has ended has work (evaluation) to be woken for.
-    assert reported == [int(ended)]
 
 
 async def test_lanes_are_a_postgresql_setting(make_app: AppFactory, database_url: str) -> None:
