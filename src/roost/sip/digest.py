@@ -283,6 +283,9 @@ class Verdict:
     reason: str = ""
 
 
+_NONCE_MAC_BYTES = 16
+
+
 class DigestServer:
     """Issues and verifies digest challenges without per-challenge state.
 
@@ -319,7 +322,7 @@ class DigestServer:
     def challenge(self, now: float, *, stale: bool = False) -> str:
         """A ``WWW-Authenticate`` value carrying a fresh nonce issued at ``now``."""
         stamp = f"{now:.3f}".encode()
-        mac = hmac.new(self._secret, stamp, hashlib.sha256).digest()[:16]
+        mac = hmac.new(self._secret, stamp, hashlib.sha256).digest()[:_NONCE_MAC_BYTES]
         nonce = base64.urlsafe_b64encode(stamp + b":" + mac).decode().rstrip("=")
         parts = [f"realm={quote(self.realm)}", f"nonce={quote(nonce)}"]
         parts.append(f"algorithm={self._algorithm}")
@@ -334,10 +337,12 @@ class DigestServer:
             raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
         except ValueError:
             return None
-        stamp, sep, mac = raw.rpartition(b":")
-        if not sep:
+        # The stamp is ASCII digits and a dot; the MAC is raw bytes and may hold
+        # a colon itself (one nonce in sixteen), so split at the first colon.
+        stamp, sep, mac = raw.partition(b":")
+        if not sep or len(mac) != _NONCE_MAC_BYTES:
             return None
-        expected = hmac.new(self._secret, stamp, hashlib.sha256).digest()[:16]
+        expected = hmac.new(self._secret, stamp, hashlib.sha256).digest()[:_NONCE_MAC_BYTES]
         if not hmac.compare_digest(mac, expected):
             return None
         try:
