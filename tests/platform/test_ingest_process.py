@@ -173,13 +173,19 @@ async def test_stop_answers_everything_in_flight_before_the_child_exits(
         rid = (await seed_run(http)).result_ids[0]
         pid = _child_pid(app)
         writer: IngestProcess = app.state.ingest
-        tasks = [
-            asyncio.create_task(
-                http.post("/v1/update-simulation-result", json=_body(rid, i, calls=5))
-            )
-            for i in range(40)
-        ]
-        await _wait_for(lambda: len(writer._pending) > 0)
+        # Frozen, the child cannot answer, so all 40 are certainly in flight
+        # when stop() begins (polling for "some pending" raced a fast child).
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            tasks = [
+                asyncio.create_task(
+                    http.post("/v1/update-simulation-result", json=_body(rid, i, calls=5))
+                )
+                for i in range(40)
+            ]
+            await _wait_for(lambda: len(writer._pending) == 40)
+        finally:
+            os.kill(pid, signal.SIGCONT)
         await writer.stop()
         responses = await asyncio.gather(*tasks)
         # Stopped: a new request is refused, not lost.
