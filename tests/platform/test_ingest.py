@@ -19,7 +19,7 @@ from sqlalchemy import select
 from roost.platform.auth import Caller
 from roost.platform.ingest import IngestWriter, plan_message
 from roost.platform.ingest_process import IngestProcess
-from roost.platform.ingest_sql import Fetch, IngestSql, Steps, prepare_update
+from roost.platform.ingest_sql import Found, IngestSql, Lookup, Steps, prepare_update
 from roost.platform.settings import Limits, PlatformSettings
 from roost.platform.storage import Database
 from roost.platform.storage.tables import TranscriptEntryRow
@@ -195,14 +195,14 @@ async def test_a_group_that_fails_midway_is_rolled_back_and_retried_request_by_r
     # A failure inside the transaction, after the group's rows were written,
     # must leave nothing of the group behind, store its neighbours on the
     # request-by-request retry and answer the failing request 503.
-    insert = IngestWriter._insert
+    store = IngestWriter._store
 
-    def exploding(self: IngestWriter, plans: list[Any], last_batch_id: int) -> Any:
-        yield from insert(self, plans, last_batch_id)
+    def exploding(self: IngestWriter, plans: list[Any], batch_ids: list[int]) -> Any:
+        yield from store(self, plans, batch_ids)
         if any(row[0] == "explode" for p in plans for row in p.item.update.tool_rows):
             raise RuntimeError("failed after writing")
 
-    monkeypatch.setattr(IngestWriter, "_insert", exploding)
+    monkeypatch.setattr(IngestWriter, "_store", exploding)
     async with make_app() as app, client_for(app, org.headers) as http:
         rid = (await seed_run(http)).result_ids[0]
         bodies = [(_body(rid, f"ok-{i}"), None) for i in range(5)]
@@ -221,21 +221,83 @@ async def test_a_group_that_fails_midway_is_rolled_back_and_retried_request_by_r
 async def test_a_transaction_left_open_on_a_pooled_connection_is_not_committed(
     db: Database,
 ) -> None:
-    # PostgreSQL only: the writer runs its own BEGIN/COMMIT on asyncpg, which
-    # SQLAlchemy's pool cannot see. Whatever a failed group left open must be
-    # rolled back, never committed with the next group.
+    # PostgreSQL only: the writer's statements run on asyncpg in implicit
+    # transactions, which SQLAlchemy's pool cannot see. Whatever a failed
+    # user of the connection left open must be rolled back, never extended
+    # (and so never committed) by the writer's statements.
     if db.is_sqlite:
         pytest.skip("PostgreSQL writer path")
     sql = IngestSql(db.write_engine.dialect)
 
-    def steps() -> Steps[int]:
-        rows = yield Fetch("SELECT 1", ())
-        return int(rows[0][0])
+    def steps() -> Steps[list[int]]:
+        found: Found = yield Lookup(result_ids=(), keys=(), call_pairs=(), new_ids=2)
+        return found.batch_ids
 
     async with db.write_engine.connect() as conn:
         pg = (await conn.get_raw_connection()).driver_connection
         assert pg is not None
+        sequence = await pg.fetchval("SELECT pg_get_serial_sequence('enrichment_batches', 'id')")
         await pg.execute("BEGIN; CREATE TEMP TABLE left_open (x int)")
-        assert await sql.run_pg_transaction(pg, steps()) == 1
+        first, second = await sql.run_pg(pg, steps(), sequence)
+        assert second == first + 1
         assert not pg.is_in_transaction()
         assert await pg.fetchval("SELECT to_regclass('pg_temp.left_open')") is None
+
+
+@pytest.mark.parametrize("times", [1, 10])
+async def test_a_key_or_call_id_stored_by_another_writer_after_the_lookup_is_decided_again(
+    make_app: AppFactory,
+    org: Org,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    times: int,
+) -> None:
+    # PostgreSQL only (SQLite's lookup and store share the write lock). A
+    # lookup that misses what another writer committed just before the store
+    # is what forgetting its answer simulates: the store's unique index then
+    # refuses the group, and deciding it again gives each request its answer
+    # (a replay, a duplicate). Forgotten every time, the requests fail with a
+    # 503, never with a second copy.
+    if db.is_sqlite:
+        pytest.skip("PostgreSQL writer path")
+    import roost.platform.ingest_sql as ingest_sql
+
+    found_pg = ingest_sql._found_pg
+    forgets = {"left": 0}
+
+    def forgetful(rows: Any) -> Any:
+        found = found_pg(rows)
+        if forgets["left"] > 0:
+            forgets["left"] -= 1
+            found.keys.clear()
+            found.call_ids.clear()
+        return found
+
+    monkeypatch.setattr(ingest_sql, "_found_pg", forgetful)
+    async with make_app() as app, client_for(app, org.headers) as http:
+        rid = (await seed_run(http)).result_ids[0]
+        keyed = _body(rid, "k-1")
+        first = await http.post(
+            "/v1/update-simulation-result", content=keyed, headers={"Idempotency-Key": "once"}
+        )
+        assert first.status_code == 200, first.text
+        check(await http.post("/v1/update-simulation-result", content=_body(rid, "c-1")))
+        forgets["left"] = times
+        with caplog.at_level("INFO", logger="roost.platform.ingest"):
+            replay = await http.post(
+                "/v1/update-simulation-result", content=keyed, headers={"Idempotency-Key": "once"}
+            )
+        forgets["left"] = times
+        repeat = await http.post("/v1/update-simulation-result", content=_body(rid, "c-1", "c-2"))
+        batches = await _batches(http, rid)
+    assert "deciding again" in caplog.text
+    if times == 1:
+        assert replay.status_code == 200 and replay.content == first.content
+        assert replay.headers.get("Idempotent-Replayed") == "true"
+        assert repeat.status_code == 200
+        assert "(1 duplicates skipped)" in repeat.json()["message"]
+        assert [b["duplicate_tool_calls"] for b in batches] == [0, 0, 1]
+    else:
+        assert (replay.status_code, repeat.status_code) == (503, 503)
+        assert len(batches) == 2

@@ -44,23 +44,21 @@ import contextlib
 import hashlib
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeAlias, TypeVar
 
 from roost.platform.auth import Caller
 from roost.platform.ingest_sql import (
-    EVENT_COLUMNS,
     TOOL_CALL_ID,
-    TOOL_COLUMNS,
-    TRANSCRIPT_COLUMNS,
-    Copy,
-    Fetch,
+    ClaimLost,
+    Found,
     IngestSql,
-    Many,
+    Lookup,
     PreparedUpdate,
     Steps,
+    Store,
     commit_sqlite,
 )
 from roost.platform.settings import Limits
@@ -81,6 +79,10 @@ INGEST_OPERATION = "update-simulation-result"
 
 #: Writer lanes on PostgreSQL by default (see :class:`IngestWriter`).
 PG_LANES = 1
+
+# Times a group is decided again after losing a key or call id to another
+# writer before it is written request by request instead.
+_MAX_ATTEMPTS = 3
 
 
 def request_fingerprint(operation: str, body: bytes) -> str:
@@ -139,6 +141,13 @@ class _Lane:
     queue: asyncio.Queue[_Item] = field(default_factory=asyncio.Queue)
     deferred: list[_Item] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    # The group being written, shielded from the task's cancellation so that
+    # stop() can let it finish and answer its waiters.
+    writing: asyncio.Future[None] | None = None
+    # PostgreSQL: the SQLAlchemy connection this lane checked out and keeps,
+    # and its asyncpg connection.
+    connection: Any = None
+    pg: Any = None
 
 
 @dataclass(slots=True)
@@ -283,6 +292,10 @@ class IngestWriter:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            writing, lane.writing = lane.writing, None
+            if writing is not None:
+                # The group the task was writing finishes and is answered.
+                await writing
         for lane in self._lanes:
             pending: list[_Item] = list(lane.deferred)
             lane.deferred.clear()
@@ -293,6 +306,7 @@ class IngestWriter:
                 await self._write_safely(lane, group)
                 pending = lane.deferred + pending
                 lane.deferred = []
+            await self._release(lane, broken=False)
 
     async def submit(
         self,
@@ -357,42 +371,95 @@ class IngestWriter:
                 group.append(await lane.queue.get())
             while len(group) < self._max_group and not lane.queue.empty():
                 group.append(lane.queue.get_nowait())
-            await self._write_safely(lane, group)
+            lane.writing = asyncio.ensure_future(self._write_safely(lane, group))
+            await asyncio.shield(lane.writing)
+            lane.writing = None
 
     async def _write_safely(self, lane: _Lane, group: list[_Item]) -> None:
         try:
             touched = await self._write_group(lane, group)
-        except Exception as exc:
-            # Whatever failed (database, driver, a bug), every waiter gets an
-            # answer and the writer keeps running.
-            if len(group) > 1:
-                # One bad row must not fail its neighbours: retry one by one.
-                log.warning(
-                    "group commit of %d requests failed (%s); retrying singly", len(group), exc
-                )
+        except ClaimLost as exc:
+            if max(item.attempts for item in group) < _MAX_ATTEMPTS:
+                # Nothing was written: decide the whole group again, against
+                # what the other writer stored (a replay, a duplicate).
+                log.info("another writer stored a key or call id first (%s); deciding again", exc)
                 for item in group:
-                    if not item.future.done():
-                        await self._write_safely(lane, [item])
+                    item.attempts += 1
+                lane.deferred.extend(group)
                 return
-            log.exception("storing an enrichment batch failed")
-            item = group[0]
-            if not item.future.done():
-                item.future.set_result(
-                    _json_outcome(503, {"detail": "storage is unavailable; retry later"})
-                )
+            await self._failed(lane, group, exc)
+            return
+        except Exception as exc:
+            await self._failed(lane, group, exc)
             return
         self.groups_written += 1
         if touched and self._on_committed is not None:
             self._on_committed(touched)
 
+    async def _failed(self, lane: _Lane, group: list[_Item], exc: Exception) -> None:
+        # Whatever failed (database, driver, a bug), every waiter gets an
+        # answer and the writer keeps running.
+        if not isinstance(exc, ClaimLost):
+            # The connection may be what failed; the next group takes a fresh
+            # one from the pool (pre-pinged there).
+            await self._release(lane, broken=True)
+        if len(group) > 1:
+            # One bad row must not fail its neighbours: retry one by one.
+            log.warning("group commit of %d requests failed (%s); retrying singly", len(group), exc)
+            for item in group:
+                if not item.future.done():
+                    await self._write_safely(lane, [item])
+            return
+        log.error("storing an enrichment batch failed", exc_info=exc)
+        item = group[0]
+        if not item.future.done():
+            item.future.set_result(
+                _json_outcome(503, {"detail": "storage is unavailable; retry later"})
+            )
+
+    async def _pg_connection(self, lane: _Lane) -> Any:
+        """The lane's asyncpg connection: checked out of the pool once and kept,
+        so a group pays no checkout and no pre-ping."""
+        if lane.pg is None:
+            conn = await self._db.write_engine.connect()
+            try:
+                pg = (await conn.get_raw_connection()).driver_connection
+                assert pg is not None
+                # Every statement planned for its own parameters: the tables
+                # grow from empty under load, and a generic plan a connection
+                # settled on while tool_calls was tiny (a sequential scan in
+                # the call-id lookup) was kept, and once cost a writer about
+                # 1.2 ms of database CPU per request. Planning the two
+                # statements of a group costs far less. Reset on release.
+                await pg.execute("SET plan_cache_mode = force_custom_plan")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await conn.invalidate()
+                await conn.close()
+                raise
+            lane.connection, lane.pg = conn, pg
+        return lane.pg
+
+    async def _release(self, lane: _Lane, *, broken: bool) -> None:
+        conn, pg = lane.connection, lane.pg
+        lane.connection = lane.pg = None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            if broken:
+                await conn.invalidate()
+            else:
+                await pg.execute("RESET plan_cache_mode")
+        with contextlib.suppress(Exception):
+            await conn.close()
+
     async def _write_group(self, lane: _Lane, group: list[_Item]) -> list[int]:
         """Write one group; returns the results that now have lifecycle work."""
         steps = self._decide(group)
         if self._sql.is_pg:
-            async with self._db.write_engine.connect() as conn:
-                pg = (await conn.get_raw_connection()).driver_connection
-                assert pg is not None
-                decided = await self._sql.run_pg_transaction(pg, steps)
+            assert self._pg_batch_sequence is not None
+            pg = await self._pg_connection(lane)
+            decided = await self._sql.run_pg(pg, steps, self._pg_batch_sequence)
         elif self._sqlite_connection is not None:
             decided = await self._write_inline(self._sqlite_connection, steps)
         else:
@@ -442,7 +509,7 @@ class IngestWriter:
 
     def _decide(self, group: list[_Item]) -> Steps[_Decided]:
         """What the group stores and answers, as steps (no I/O here, see
-        :mod:`roost.platform.ingest_sql`); runs inside the write transaction.
+        :mod:`roost.platform.ingest_sql`): one lookup, then one store.
 
         On SQLite it runs on the driver's thread, so it touches no asyncio
         object (:meth:`_write_group` resolves the futures on the loop) and
@@ -451,21 +518,35 @@ class IngestWriter:
         plans: list[_Plan] = []
         outcomes: list[tuple[_Item, IngestOutcome]] = []
         deferred: list[_Item] = []
-        results, last_batch_id = yield from self._load_results({i.result_id for i in group})
-        records = yield from self._load_keys(group)
-        call_ids = yield from self._load_call_ids(group)
+        found: Found = yield Lookup(
+            result_ids=tuple(sorted({item.result_id for item in group})),
+            keys=tuple(
+                sorted({item.idempotency_key for item in group if item.idempotency_key is not None})
+            ),
+            call_pairs=tuple(
+                sorted(
+                    {
+                        (item.result_id, row[TOOL_CALL_ID])
+                        for item in group
+                        for row in item.update.tool_rows
+                        if row[TOOL_CALL_ID] is not None
+                    }
+                )
+            ),
+            new_ids=len(group),
+        )
         claimed_in_group: set[tuple[int, str]] = set()
         batches_added: dict[int, int] = {}
         attention: set[int] = set()
         for item in group:
             org_id = item.caller.org_id
-            row = results.get(item.result_id)
+            row = found.results.get(item.result_id)
             if row is None or row[0] != org_id:
                 outcomes.append((item, _not_found(item.result_id)))
                 continue
             if item.idempotency_key is not None:
                 scope = (org_id, item.idempotency_key)
-                record = records.get(scope)
+                record = found.keys.get(scope)
                 if record is not None:
                     outcomes.append((item, self._replay(item, record)))
                     continue
@@ -483,53 +564,11 @@ class IngestWriter:
             batches_added[item.result_id] = added + 1
             if row[3] in _ENDED:
                 attention.add(item.result_id)
-            seen = call_ids.setdefault(item.result_id, set())
+            seen = found.call_ids.setdefault(item.result_id, set())
             plans.append(self._plan(item, late=evaluated_at is not None, seen=seen))
-        plans = yield from self._claim_keys(plans, deferred)
         if plans:
-            yield from self._insert(plans, last_batch_id)
+            yield from self._store(plans, found.batch_ids)
         return plans, outcomes, deferred, attention
-
-    def _load_results(
-        self, ids: set[int]
-    ) -> Steps[tuple[dict[int, tuple[int, Any, int, str]], int]]:
-        sql = self._sql
-        rows = yield Fetch(sql.select_results.format(sql.placeholders(len(ids))), tuple(ids))
-        last_batch_id = rows[0][5] if rows and not sql.is_pg else 0
-        return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}, last_batch_id
-
-    def _load_keys(
-        self, group: Iterable[_Item]
-    ) -> Steps[dict[tuple[int, str], tuple[str, int, str]]]:
-        keys = sorted({item.idempotency_key for item in group if item.idempotency_key is not None})
-        if not keys:
-            return {}
-        sql = self._sql
-        rows = yield Fetch(sql.select_keys.format(sql.placeholders(len(keys))), keys)
-        return {(row[0], row[1]): (row[2], row[3], row[4]) for row in rows}
-
-    def _load_call_ids(self, group: list[_Item]) -> Steps[dict[int, set[str]]]:
-        pairs = sorted(
-            {
-                (item.result_id, row[TOOL_CALL_ID])
-                for item in group
-                for row in item.update.tool_rows
-                if row[TOOL_CALL_ID] is not None
-            }
-        )
-        seen: dict[int, set[str]] = {}
-        if not pairs:
-            return seen
-        sql = self._sql
-        params: tuple[Any, ...]
-        if sql.is_pg:
-            params = ([pair[0] for pair in pairs], [pair[1] for pair in pairs])
-        else:
-            params = (dumps_json(pairs),)
-        rows = yield Fetch(sql.select_call_ids, params)
-        for result_id, call_id in rows:
-            seen.setdefault(result_id, set()).add(call_id)
-        return seen
 
     def _replay(self, item: _Item, record: tuple[str, int, str]) -> IngestOutcome:
         fingerprint, status_code, body = record
@@ -574,70 +613,33 @@ class IngestWriter:
         plan.outcome = _json_outcome(200, {"status": "success", "message": message})
         return plan
 
-    def _claim_keys(self, plans: list[_Plan], deferred: list[_Item]) -> Steps[list[_Plan]]:
-        # Claimed in one global order, so two lanes claiming overlapping keys
-        # wait for each other instead of deadlocking.
-        keyed = sorted(
-            (plan for plan in plans if plan.item.idempotency_key is not None),
-            key=lambda plan: (plan.item.caller.org_id, plan.item.idempotency_key or ""),
-        )
-        if not keyed:
-            return plans
+    def _store(self, plans: list[_Plan], batch_ids: list[int]) -> Steps[None]:
         sql = self._sql
-        params: list[Any] = []
-        for plan in keyed:
-            assert plan.outcome is not None
-            item = plan.item
-            params += [
-                item.caller.org_id,
-                item.idempotency_key,
-                INGEST_OPERATION,
-                item.fingerprint,
-                plan.outcome.status_code,
-                plan.outcome.body.decode(),
-                sql.ts(item.received_at),
-            ]
-        won: set[tuple[int, str]] = set()
-        # Chunked to stay far below the drivers' bound-parameter limits.
-        for start in range(0, len(keyed), 500):
-            chunk = keyed[start : start + 500]
-            rows = yield Fetch(
-                sql.claim_keys.format(sql.rows_placeholders(len(chunk), 7)),
-                params[start * 7 : (start + len(chunk)) * 7],
-            )
-            won.update((row[0], row[1]) for row in rows)
-        kept = []
-        for plan in plans:
-            key = plan.item.idempotency_key
-            if key is not None and (plan.item.caller.org_id, key) not in won:
-                # Another server process stored this key meanwhile.
-                deferred.append(plan.item)
-                continue
-            kept.append(plan)
-        return kept
-
-    def _allocate_batch_ids(self, count: int, last_batch_id: int) -> Steps[list[int]]:
-        if self._sql.is_pg:
-            rows = yield Fetch(
-                "SELECT nextval($1::regclass) FROM generate_series(1, $2)",
-                (self._pg_batch_sequence, count),
-            )
-            return [row[0] for row in rows]
-        return list(range(last_batch_id + 1, last_batch_id + 1 + count))
-
-    def _insert(self, plans: list[_Plan], last_batch_id: int) -> Steps[None]:
-        sql = self._sql
-        ids = yield from self._allocate_batch_ids(len(plans), last_batch_id)
+        claims: list[tuple[Any, ...]] = []
         batch_rows: list[tuple[Any, ...]] = []
         tool_rows: list[tuple[Any, ...]] = []
         event_rows: list[tuple[Any, ...]] = []
         transcript_rows: list[tuple[Any, ...]] = []
         per_result: dict[int, list[Any]] = {}
-        for batch_id, plan in zip(ids, plans, strict=True):
+        # The lookup reserved an id per request of the group; fewer were stored.
+        for batch_id, plan in zip(batch_ids[: len(plans)], plans, strict=True):
             item = plan.item
             update = item.update
             result_id = item.result_id
             stamp = sql.ts(item.received_at)
+            if item.idempotency_key is not None:
+                assert plan.outcome is not None
+                claims.append(
+                    (
+                        item.caller.org_id,
+                        item.idempotency_key,
+                        INGEST_OPERATION,
+                        item.fingerprint,
+                        plan.outcome.status_code,
+                        plan.outcome.body.decode(),
+                        stamp,
+                    )
+                )
             tool_rows.extend(
                 (batch_id, seq, result_id, *row) for seq, row in enumerate(plan.tool_rows)
             )
@@ -669,19 +671,11 @@ class IngestWriter:
             summary[1] += 1
             summary[2] += len(plan.tool_rows)
             summary[4] = stamp
-        updates = [tuple(v) for v in per_result.values()]
-        # Batches before the rows that reference them.
-        yield Many(sql.insert_batch, batch_rows)
-        if sql.is_pg:
-            # COPY cannot skip conflicts, so a call_id that another server
-            # process stored since our pre-check fails the group, which is
-            # then retried request by request, and the retry's pre-check
-            # skips it.
-            yield Copy("tool_calls", TOOL_COLUMNS, tool_rows)
-            yield Copy("events", EVENT_COLUMNS, event_rows)
-            yield Copy("transcript_entries", TRANSCRIPT_COLUMNS, transcript_rows)
-        else:
-            yield Many(sql.insert_tool, tool_rows)
-            yield Many(sql.insert_event, event_rows)
-            yield Many(sql.insert_transcript, transcript_rows)
-        yield Many(sql.update_result, updates)
+        yield Store(
+            claims=claims,
+            batches=batch_rows,
+            tool_rows=tool_rows,
+            event_rows=event_rows,
+            transcript_rows=transcript_rows,
+            updates=[tuple(v) for v in per_result.values()],
+        )

@@ -1,17 +1,26 @@
-"""The SQL of the ingest hot path and the two ways its steps are run.
+"""The SQL of the ingest hot path and the two ways a group's steps are run.
 
 :mod:`roost.platform.ingest` decides what a group of requests stores as a
-generator of *steps* (:class:`Fetch`, :class:`Many`, :class:`Copy`): it yields
-a step, gets the step's rows back, and returns its decisions at the end. No
-I/O happens in it. This module turns steps into statements and runs them:
+generator of two *steps*, with no I/O in it: it yields a :class:`Lookup` (what
+its decisions depend on) and gets a :class:`Found` back, decides, then yields
+one :class:`Store` (every row the group writes) as its last step. This module
+turns the steps into statements and runs them:
 
-- on SQLite, :meth:`IngestSql.run_sqlite` drives the whole generator, BEGIN
-  IMMEDIATE to COMMIT, in one call on the driver's own thread. Each statement
-  sent from the event loop would be one trip to that thread and one wait for
-  a loop busy parsing the next requests; under load those waits, not SQLite,
-  set the pace (about ten trips per group before, one now);
-- on PostgreSQL, :meth:`IngestSql.run_async` sends each step with asyncpg
-  (``executemany``, and ``COPY`` for the bulk rows) inside one transaction.
+- on SQLite, :meth:`IngestSql.run_sqlite` drives the generator inside one
+  ``BEGIN IMMEDIATE`` transaction, in one call on the writer's thread: a few
+  statements per step, multi-row ``INSERT ... VALUES`` for the rows;
+- on PostgreSQL, :meth:`IngestSql.run_pg` sends each step as *one* statement
+  on asyncpg: the lookup is one ``UNION ALL`` query, and the store is one
+  statement of data-modifying CTEs over ``unnest`` of column arrays, which
+  PostgreSQL runs as one implicit transaction and commits before it answers.
+  A group is two round trips. The earlier form (``BEGIN``, three reads, the
+  id allocation, an insert, three ``COPY``\\ s of two round trips each, an
+  update and ``COMMIT``) made about fourteen, and with the writer and the
+  database on one machine each round trip costs both processes a wake-up
+  (see BENCHMARKS.md).
+
+The store is sent only after the generator has returned: a decision that
+fails after building its rows leaves nothing written, on both backends.
 
 Statements are written here, not with SQLAlchemy Core, because the hot path
 sends a few fixed multi-row statements per group straight to the driver:
@@ -21,8 +30,8 @@ Example:
     >>> from sqlalchemy.dialects import sqlite
     >>> sql = IngestSql(sqlite.dialect())
     >>> rows = [(1,) * 8] * 3  # three event rows: one statement of 2 rows, one of 1
-    >>> [(text.count("?"), len(params)) for text, params in sql.sqlite_statements(
-    ...     Many(sql.insert_event, rows))]
+    >>> [(text.count("?"), len(params)) for text, params in sql.sqlite_rows(
+    ...     sql.insert_event, rows)]
     [(16, 16), (8, 8)]
 """
 
@@ -31,28 +40,30 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
 from sqlalchemy.engine import Dialect
 
-from roost.platform.storage import UTCDateTime, dumps_json
+from roost.platform.storage import Base, UTCDateTime, dumps_json
 from roost.platform.wire import json_text
 
 __all__ = [
     "BATCH_COLUMNS",
+    "CLAIM_COLUMNS",
     "EVENT_COLUMNS",
     "TOOL_COLUMNS",
     "TRANSCRIPT_COLUMNS",
-    "Copy",
-    "Fetch",
+    "ClaimLost",
+    "Found",
     "IngestSql",
-    "Many",
+    "Lookup",
     "PreparedUpdate",
     "RowsInsert",
     "Steps",
+    "Store",
     "commit_sqlite",
     "prepare_update",
 ]
@@ -61,33 +72,73 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class Fetch:
-    """Run one statement; the step's answer is its rows."""
+class Lookup:
+    """Read what a group's decisions depend on; the answer is a :class:`Found`.
 
-    sql: str
-    params: Sequence[Any]
+    Attributes:
+        result_ids: The results the group's requests name.
+        keys: The ``Idempotency-Key`` values it carries.
+        call_pairs: Its ``(result id, call id)`` pairs, looked up through the
+            unique index: a result's other calls are not read.
+        new_ids: How many enrichment batch ids to reserve.
+    """
+
+    result_ids: tuple[int, ...]
+    keys: tuple[str, ...]
+    call_pairs: tuple[tuple[int, str], ...]
+    new_ids: int
+
+
+@dataclass(slots=True)
+class Found:
+    """The answer to a :class:`Lookup`.
+
+    Attributes:
+        results: Per result id: ``(org_id, evaluated_at, batch_count, status)``.
+        keys: Per ``(org_id, key)``: ``(request_sha256, status_code, response_body)``.
+        call_ids: Per result id, the looked-up call ids already stored.
+        batch_ids: ``new_ids`` unused enrichment batch ids.
+    """
+
+    results: dict[int, tuple[int, Any, int, str]] = field(default_factory=dict)
+    keys: dict[tuple[int, str], tuple[str, int, str]] = field(default_factory=dict)
+    call_ids: dict[int, set[str]] = field(default_factory=dict)
+    batch_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
-class Many:
-    """Run a multi-row statement of :class:`IngestSql` over ``rows``; no answer."""
+class Store:
+    """Every row a group writes, as driver-level values; a group's last step.
 
-    statement: str | RowsInsert
-    rows: list[tuple[Any, ...]]
+    Attributes:
+        claims: Idempotency records (:data:`CLAIM_COLUMNS`).
+        batches: Enrichment batches (:data:`BATCH_COLUMNS`).
+        tool_rows: Tool calls (:data:`TOOL_COLUMNS`).
+        event_rows: Events (:data:`EVENT_COLUMNS`).
+        transcript_rows: Transcript entries (:data:`TRANSCRIPT_COLUMNS`).
+        updates: Per result: ``(id, batches, tool calls, first arrival, last arrival)``.
+    """
+
+    claims: list[tuple[Any, ...]]
+    batches: list[tuple[Any, ...]]
+    tool_rows: list[tuple[Any, ...]]
+    event_rows: list[tuple[Any, ...]]
+    transcript_rows: list[tuple[Any, ...]]
+    updates: list[tuple[Any, ...]]
 
 
-@dataclass(frozen=True, slots=True)
-class Copy:
-    """Bulk-load ``rows`` into ``table`` (PostgreSQL ``COPY``); no answer."""
-
-    table: str
-    columns: tuple[str, ...]
-    rows: list[tuple[Any, ...]]
-
-
-Step = Fetch | Many | Copy
+Step = Lookup | Store
 Steps = Generator[Step, Any, T]
-"""What :mod:`roost.platform.ingest` yields: steps in, rows back, a result at the end."""
+"""What :mod:`roost.platform.ingest` yields: steps in, answers back, a result at the end."""
+
+
+class ClaimLost(Exception):
+    """Another writer stored one of the group's idempotency keys or call ids
+    after the group's lookup (PostgreSQL, several server processes or lanes).
+
+    Nothing of the group was written; deciding it again against a new lookup
+    gives each request its right answer (a replay, a duplicate).
+    """
 
 
 TOOL_COLUMNS = (
@@ -215,9 +266,24 @@ BATCH_COLUMNS = (
 )
 
 
+CLAIM_COLUMNS = (
+    "org_id",
+    "key",
+    "operation",
+    "request_sha256",
+    "status_code",
+    "response_body",
+    "created_at",
+)
+
 #: Most rows in one SQLite multi-row INSERT (also kept under the library's
 #: bound-variable limit).
 MAX_ROWS_PER_INSERT = 128
+
+# The unique indexes another writer can fill between a group's lookup and its
+# store (see ClaimLost).
+_CLAIMED_TABLES = frozenset({"idempotency_records", "tool_calls"})
+_UNIQUE_VIOLATION = "23505"
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,59 +295,17 @@ class RowsInsert:
 
 
 class IngestSql:
-    """The hot path's statements in the dialect's parameter style, and how to run steps."""
+    """The hot path's statements for one dialect, and how to run a group's steps."""
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self.is_pg = dialect.name == "postgresql"
         self.max_variables = 0
         self._values_cache: dict[tuple[str, int], str] = {}
-        if not self.is_pg:
-            # 999 in SQLite before 3.32, 32766 by default since; read it
-            # from the library the driver uses.
-            with contextlib.closing(sqlite3.connect(":memory:")) as probe:
-                self.max_variables = probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         ts = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
         assert ts is not None
         self.ts: Callable[[datetime | None], Any] = ts
-
-        # On SQLite the highest batch id comes along: BEGIN IMMEDIATE holds
-        # the write lock, so ids from it on are ours for this transaction.
-        self.select_results = (
-            "SELECT id, org_id, evaluated_at, batch_count, status"
-            + ("" if self.is_pg else ", (SELECT COALESCE(MAX(id), 0) FROM enrichment_batches)")
-            + " FROM simulation_results WHERE id IN ({})"
-        )
-        self.select_keys = (
-            "SELECT org_id, key, request_sha256, status_code, response_body "
-            "FROM idempotency_records WHERE key IN ({})"
-        )
-        # Only the (result, call id) pairs this group carries, looked up
-        # through the unique index: a result's earlier calls are not read.
-        if self.is_pg:
-            self.select_call_ids = (
-                "SELECT t.result_id, t.call_id FROM tool_calls AS t "
-                "JOIN unnest($1::bigint[], $2::varchar[]) AS p (result_id, call_id) "
-                "ON t.result_id = p.result_id AND t.call_id = p.call_id"
-            )
-        else:
-            self.select_call_ids = (
-                "SELECT t.result_id, t.call_id FROM json_each(?) AS p "
-                "JOIN tool_calls AS t "
-                "ON t.result_id = p.value ->> 0 AND t.call_id = p.value ->> 1"
-            )
-        self.claim_keys = (
-            "INSERT INTO idempotency_records "
-            "(org_id, key, operation, request_sha256, status_code, response_body, created_at) "
-            "VALUES {} ON CONFLICT (org_id, key) DO NOTHING RETURNING org_id, key"
-        )
-        self.insert_batch = self._insert_sql("enrichment_batches", BATCH_COLUMNS)
-        self.insert_tool = self._insert_sql(
-            "tool_calls", TOOL_COLUMNS, " ON CONFLICT (result_id, call_id) DO NOTHING"
-        )
-        self.insert_event = self._insert_sql("events", EVENT_COLUMNS)
-        self.insert_transcript = self._insert_sql("transcript_entries", TRANSCRIPT_COLUMNS)
-        # Per result: (id, batches, tool calls, first arrival, last arrival).
+        # Per result: the counters and arrival times of its new batches.
         changes = (
             "batch_count = batch_count + {batches}, "
             "tool_call_count = tool_call_count + {calls}, enrichment_state = 'received', "
@@ -298,32 +322,181 @@ class IngestSql:
             "THEN NULL ELSE wake_at END"
         )
         if self.is_pg:
-            self.update_result = (
-                "UPDATE simulation_results SET "
-                + changes.format(batches="$2", calls="$3", first="$4", last="$5")
-                + " WHERE id = $1"
-            )
+            self._init_pg(changes)
         else:
-            self.update_result = (
-                "UPDATE simulation_results SET "
-                + changes.format(
-                    batches="u.value ->> 1",
-                    calls="u.value ->> 2",
-                    first="u.value ->> 3",
-                    last="u.value ->> 4",
-                )
-                + " FROM json_each(?) AS u WHERE simulation_results.id = u.value ->> 0"
-            )
+            self._init_sqlite(changes)
 
-    def _insert_sql(
-        self, table: str, columns: tuple[str, ...], suffix: str = ""
-    ) -> str | RowsInsert:
-        names = ", ".join(columns)
-        if self.is_pg:
-            return (
-                f"INSERT INTO {table} ({names}) VALUES ({self.placeholders(len(columns))}){suffix}"
+    # --- PostgreSQL -----------------------------------------------------------
+
+    def _init_pg(self, changes: str) -> None:
+        # One row shape for four answers, told apart by the first column:
+        # 0 result, 1 idempotency record, 2 stored call id, 3 new batch id.
+        # The call-id pairs travel as one JSON text: asyncpg encodes array
+        # elements one by one, about 1 us each, and a group carries hundreds.
+        self.lookup = (
+            "SELECT 0, id, org_id, batch_count, status::text, NULL::text, NULL::text, "
+            "evaluated_at FROM simulation_results WHERE id = ANY($1::bigint[]) "
+            "UNION ALL SELECT 1, org_id, NULL, status_code, key, request_sha256, "
+            "response_body, NULL FROM idempotency_records WHERE key = ANY($2::varchar[]) "
+            "UNION ALL SELECT 2, t.result_id, NULL, NULL, t.call_id, NULL, NULL, NULL "
+            "FROM json_array_elements($3::json) AS p JOIN tool_calls AS t "
+            "ON t.result_id = (p.value ->> 0)::bigint AND t.call_id = p.value ->> 1 "
+            "UNION ALL SELECT 3, nextval($4::regclass), NULL, NULL, NULL, NULL, NULL, NULL "
+            "FROM generate_series(1, $5)"
+        )
+        inserts = []
+        first = 1
+        for number, (table, columns) in enumerate(
+            (("idempotency_records", CLAIM_COLUMNS), ("enrichment_batches", BATCH_COLUMNS))
+        ):
+            arrays = ", ".join(
+                f"${first + index}::{_sql_type(table, column, self.dialect)}[]"
+                for index, column in enumerate(columns)
             )
-        return RowsInsert(f"INSERT INTO {table} ({names}) VALUES {{}}{suffix}", len(columns))
+            first += len(columns)
+            inserts.append(
+                f"w{number} AS (INSERT INTO {table} ({', '.join(columns)}) "
+                f"SELECT * FROM unnest({arrays}))"
+            )
+        update_arrays = (
+            f"${first}::bigint[], ${first + 1}::integer[], ${first + 2}::integer[], "
+            f"${first + 3}::timestamptz[], ${first + 4}::timestamptz[]"
+        )
+        # A group's few rows per request (key, batch, result counters) in one
+        # statement of data-modifying CTEs, which all run whatever the main
+        # statement reads; its bulk rows go by COPY.
+        self.store_heads = (
+            f"WITH {', '.join(inserts)} UPDATE simulation_results SET "
+            + changes.format(batches="u.batches", calls="u.calls", first="u.first", last="u.last")
+            + f" FROM unnest({update_arrays}) AS u (id, batches, calls, first, last) "
+            "WHERE simulation_results.id = u.id"
+        )
+
+    async def run_pg(self, pg: Any, steps: Steps[T], batch_sequence: str) -> T:
+        """Drive ``steps`` on ``pg``, an asyncpg connection.
+
+        The lookup is one statement outside any transaction (it reads
+        committed data; ``nextval`` is not transactional anyway). The store
+        is one transaction: the bulk rows by ``COPY`` (PostgreSQL's bulk
+        path; ``unnest`` arrays cost both processes more CPU per row), then
+        one statement for keys, batches and result counters, then ``COMMIT``.
+        The statements go straight to asyncpg rather than through
+        SQLAlchemy's adapter: they are already in asyncpg's parameter style
+        with driver-level values, and the adapter's per-call work was a
+        measurable share of the writer's CPU.
+
+        Raises:
+            ClaimLost: another writer stored one of the group's keys or call
+                ids since the lookup; nothing was written.
+        """
+        if pg.is_in_transaction():
+            # Left open by someone else's failed ROLLBACK on this pooled
+            # connection; the group must not become part of it.
+            await pg.execute("ROLLBACK")
+        answer: Any = None
+        while True:
+            try:
+                step = steps.send(answer)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            if isinstance(step, Lookup):
+                answer = _found_pg(
+                    await pg.fetch(
+                        self.lookup,
+                        step.result_ids,
+                        step.keys,
+                        msgspec.json.encode(step.call_pairs).decode(),
+                        batch_sequence,
+                        step.new_ids,
+                    )
+                )
+                continue
+            result = _finish(steps)
+            try:
+                await self._store_pg(pg, step)
+            except Exception as exc:
+                if (
+                    getattr(exc, "sqlstate", None) == _UNIQUE_VIOLATION
+                    and getattr(exc, "table_name", None) in _CLAIMED_TABLES
+                ):
+                    raise ClaimLost(str(exc)) from exc
+                raise
+            return result
+
+    async def _store_pg(self, pg: Any, step: Store) -> None:
+        await pg.execute("BEGIN")
+        try:
+            # No foreign keys from these rows to their batch on PostgreSQL
+            # (migration 0003), so they may go before it.
+            for table, columns, rows in (
+                ("tool_calls", TOOL_COLUMNS, step.tool_rows),
+                ("events", EVENT_COLUMNS, step.event_rows),
+                ("transcript_entries", TRANSCRIPT_COLUMNS, step.transcript_rows),
+            ):
+                if rows:
+                    await pg.copy_records_to_table(table, records=rows, columns=columns)
+            params: list[Any] = []
+            for rows, width in (
+                (step.claims, len(CLAIM_COLUMNS)),
+                (step.batches, len(BATCH_COLUMNS)),
+                (step.updates, 5),
+            ):
+                params += list(zip(*rows, strict=True)) if rows else [()] * width
+            await pg.execute(self.store_heads, *params)
+            await pg.execute("COMMIT")
+        except BaseException:
+            # A broken connection cannot roll back; the database does.
+            with contextlib.suppress(Exception):
+                await pg.execute("ROLLBACK")
+            raise
+
+    # --- SQLite ---------------------------------------------------------------
+
+    def _init_sqlite(self, changes: str) -> None:
+        # 999 in SQLite before 3.32, 32766 by default since; read it from the
+        # library the driver uses.
+        with contextlib.closing(sqlite3.connect(":memory:")) as probe:
+            self.max_variables = probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        # The highest batch id comes along: BEGIN IMMEDIATE holds the write
+        # lock, so ids from it on are this transaction's.
+        self.select_results = (
+            "SELECT id, org_id, evaluated_at, batch_count, status, "
+            "(SELECT COALESCE(MAX(id), 0) FROM enrichment_batches) "
+            "FROM simulation_results WHERE id IN ({})"
+        )
+        self.select_keys = (
+            "SELECT org_id, key, request_sha256, status_code, response_body "
+            "FROM idempotency_records WHERE key IN ({})"
+        )
+        self.select_call_ids = (
+            "SELECT t.result_id, t.call_id FROM json_each(?) AS p "
+            "JOIN tool_calls AS t "
+            "ON t.result_id = p.value ->> 0 AND t.call_id = p.value ->> 1"
+        )
+        self.insert_claim = self._rows_insert("idempotency_records", CLAIM_COLUMNS)
+        self.insert_batch = self._rows_insert("enrichment_batches", BATCH_COLUMNS)
+        self.insert_tool = self._rows_insert(
+            "tool_calls", TOOL_COLUMNS, " ON CONFLICT (result_id, call_id) DO NOTHING"
+        )
+        self.insert_event = self._rows_insert("events", EVENT_COLUMNS)
+        self.insert_transcript = self._rows_insert("transcript_entries", TRANSCRIPT_COLUMNS)
+        self.update_result = (
+            "UPDATE simulation_results SET "
+            + changes.format(
+                batches="u.value ->> 1",
+                calls="u.value ->> 2",
+                first="u.value ->> 3",
+                last="u.value ->> 4",
+            )
+            + " FROM json_each(?) AS u WHERE simulation_results.id = u.value ->> 0"
+        )
+
+    @staticmethod
+    def _rows_insert(table: str, columns: tuple[str, ...], suffix: str = "") -> RowsInsert:
+        return RowsInsert(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES {{}}{suffix}", len(columns)
+        )
 
     def _values_sql(self, insert: RowsInsert, rows: int) -> str:
         key = (insert.template, rows)
@@ -333,27 +506,10 @@ class IngestSql:
             text = self._values_cache[key] = insert.template.format(", ".join([row] * rows))
         return text
 
-    def placeholders(self, count: int, start: int = 1) -> str:
-        if self.is_pg:
-            return ", ".join(f"${i}" for i in range(start, start + count))
-        return ", ".join("?" * count)
-
-    def rows_placeholders(self, rows: int, width: int) -> str:
-        groups = []
-        for r in range(rows):
-            groups.append(f"({self.placeholders(width, 1 + r * width)})")
-        return ", ".join(groups)
-
-    # --- running steps ------------------------------------------------------
-
-    def sqlite_statements(self, step: Many) -> list[tuple[str, Sequence[Any]]]:
-        """The SQLite statements (text, parameters) that carry out ``step``."""
-        statement, rows = step.statement, step.rows
-        if not rows:
-            return []
-        if isinstance(statement, str):
-            # A JSON array of rows unpacked by json_each (the per-result update).
-            return [(statement, (dumps_json(rows),))]
+    def sqlite_rows(
+        self, insert: RowsInsert, rows: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[str, Sequence[Any]]]:
+        """The SQLite statements (text, parameters) that insert ``rows``."""
         # A few statements per table, each one step in SQLite with every value
         # bound in C: executemany steps once per row, and a JSON array of
         # rows makes SQLite parse each row's text again for every column.
@@ -362,7 +518,7 @@ class IngestSql:
         # compiled. Padding one statement to a fixed size with NULL rows that
         # a WHERE filters out (INSERT ... SELECT * FROM (VALUES ...)) was
         # measured slower: 320 against 200 us of SQLite time per 70-row request.
-        width = statement.width
+        width = insert.width
         cap = min(1 << ((self.max_variables // width).bit_length() - 1), MAX_ROWS_PER_INSERT)
         out: list[tuple[str, Sequence[Any]]] = []
         start, total = 0, len(rows)
@@ -370,9 +526,7 @@ class IngestSql:
             size = min(cap, 1 << ((total - start).bit_length() - 1))
             chunk = rows[start : start + size]
             start += size
-            out.append(
-                (self._values_sql(statement, size), [value for row in chunk for value in row])
-            )
+            out.append((self._values_sql(insert, size), [value for row in chunk for value in row]))
         return out
 
     def run_sqlite(self, conn: sqlite3.Connection, steps: Steps[T], *, commit: bool = True) -> T:
@@ -382,6 +536,8 @@ class IngestSql:
         = None``), as Roost's engines set it. With ``commit=False`` the
         transaction is left open for the caller to finish with
         :func:`commit_sqlite`; it is rolled back if a step fails either way.
+        Lookup and store share the write lock, so no other writer can claim
+        a key or a call id in between (:class:`ClaimLost` is PostgreSQL's).
         """
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -392,14 +548,12 @@ class IngestSql:
                 except StopIteration as done:
                     outcome: T = done.value
                     break
-                if isinstance(step, Fetch):
-                    answer = conn.execute(step.sql, tuple(step.params)).fetchall()
-                elif isinstance(step, Many):
-                    for text, params in self.sqlite_statements(step):
-                        conn.execute(text, params)
-                    answer = None
-                else:
-                    raise TypeError("COPY is PostgreSQL only")
+                if isinstance(step, Lookup):
+                    answer = self._found_sqlite(conn, step)
+                    continue
+                outcome = _finish(steps)
+                self._store_sqlite(conn, step)
+                break
             if commit:
                 conn.execute("COMMIT")
         except BaseException:
@@ -408,58 +562,71 @@ class IngestSql:
             raise
         return outcome
 
-    async def run_pg_transaction(self, pg: Any, steps: Steps[T]) -> T:
-        """Drive ``steps`` in one transaction on ``pg``, an asyncpg connection.
+    def _found_sqlite(self, conn: sqlite3.Connection, step: Lookup) -> Found:
+        found = Found()
+        if not step.result_ids:
+            return found
+        marks = ", ".join("?" * len(step.result_ids))
+        rows = conn.execute(self.select_results.format(marks), step.result_ids).fetchall()
+        for row in rows:
+            found.results[row[0]] = (row[1], row[2], row[3], row[4])
+        if rows:
+            last = rows[0][5]
+            found.batch_ids = list(range(last + 1, last + 1 + step.new_ids))
+        if step.keys:
+            marks = ", ".join("?" * len(step.keys))
+            for row in conn.execute(self.select_keys.format(marks), step.keys):
+                found.keys[(row[0], row[1])] = (row[2], row[3], row[4])
+        if step.call_pairs:
+            for result_id, call_id in conn.execute(
+                self.select_call_ids, (dumps_json(step.call_pairs),)
+            ):
+                found.call_ids.setdefault(result_id, set()).add(call_id)
+        return found
 
-        The transaction plans every statement for its own parameters
-        (``plan_cache_mode = force_custom_plan``): the tables grow from empty
-        under load, and a generic plan that a connection settled on while
-        ``tool_calls`` was tiny (a sequential scan in the call-id lookup) was
-        kept by that connection, and cost one writer lane about 1.2 ms of
-        database CPU per request in a benchmark run. Planning each statement
-        of a group costs far less. BEGIN and the setting go in one round trip.
-        """
-        if pg.is_in_transaction():
-            # Left open by a failed ROLLBACK below; SQLAlchemy's pool cannot
-            # see transactions it did not start, so it would not end this one.
-            await pg.execute("ROLLBACK")
-        await pg.execute("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan")
-        try:
-            result = await self.run_async(pg, steps)
-            await pg.execute("COMMIT")
-        except BaseException:
-            # A broken connection cannot roll back; the database does.
-            with contextlib.suppress(Exception):
-                await pg.execute("ROLLBACK")
-            raise
+    def _store_sqlite(self, conn: sqlite3.Connection, step: Store) -> None:
+        # Batches before the rows that reference them (foreign keys on SQLite).
+        for insert, rows in (
+            (self.insert_claim, step.claims),
+            (self.insert_batch, step.batches),
+            (self.insert_tool, step.tool_rows),
+            (self.insert_event, step.event_rows),
+            (self.insert_transcript, step.transcript_rows),
+        ):
+            for text, params in self.sqlite_rows(insert, rows):
+                conn.execute(text, params)
+        if step.updates:
+            conn.execute(self.update_result, (dumps_json(step.updates),))
+
+
+def _sql_type(table: str, column: str, dialect: Dialect) -> str:
+    return str(Base.metadata.tables[table].c[column].type.compile(dialect=dialect))
+
+
+def _found_pg(rows: Sequence[Any]) -> Found:
+    found = Found()
+    for row in rows:
+        kind = row[0]
+        if kind == 0:
+            found.results[row[1]] = (row[2], row[7], row[3], row[4])
+        elif kind == 1:
+            found.keys[(row[1], row[4])] = (row[5], row[3], row[6])
+        elif kind == 2:
+            found.call_ids.setdefault(row[1], set()).add(row[4])
+        else:
+            found.batch_ids.append(row[1])
+    found.batch_ids.sort()
+    return found
+
+
+def _finish(steps: Steps[T]) -> T:
+    """Run the generator past its :class:`Store` to its result."""
+    try:
+        steps.send(None)
+    except StopIteration as done:
+        result: T = done.value
         return result
-
-    async def run_async(self, pg: Any, steps: Steps[T]) -> T:
-        """Drive ``steps`` inside the open transaction of ``pg``, an asyncpg connection.
-
-        Straight to asyncpg rather than through SQLAlchemy's adapter: the
-        statements are already in asyncpg's parameter style with driver-level
-        values, and the adapter's per-call work was a measurable share of the
-        writer's CPU per group.
-        """
-        answer: Any = None
-        while True:
-            try:
-                step = steps.send(answer)
-            except StopIteration as done:
-                result: T = done.value
-                return result
-            answer = None
-            if isinstance(step, Fetch):
-                answer = await pg.fetch(step.sql, *step.params)
-            elif isinstance(step, Many):
-                if step.rows:
-                    assert isinstance(step.statement, str)
-                    await pg.executemany(step.statement, step.rows)
-            elif step.rows:
-                # COPY is PostgreSQL's bulk path (about twice as fast as
-                # executemany here).
-                await pg.copy_records_to_table(step.table, records=step.rows, columns=step.columns)
+    raise RuntimeError("a Store must be the last step of a group")
 
 
 def commit_sqlite(conn: sqlite3.Connection) -> None:
