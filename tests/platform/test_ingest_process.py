@@ -21,9 +21,11 @@ from sqlalchemy import delete, func, select
 
 from roost.platform.auth import Caller
 from roost.platform.ingest_process import IngestProcess
-from roost.platform.settings import PlatformSettings, SettingsError
+from roost.platform.ingest_sql import prepare_update
+from roost.platform.settings import Limits, PlatformSettings, SettingsError
 from roost.platform.storage import Database, EnrichmentBatch, Organisation
 from roost.platform.storage.tables import EventRow, ToolCallRow, TranscriptEntryRow
+from roost.platform.wire import build_wire
 from tests.platform.conftest import AppFactory, Org, client_for
 from tests.platform.seed import check, seed_run
 
@@ -259,3 +261,30 @@ async def test_lanes_are_a_postgresql_setting(make_app: AppFactory, database_url
     assert lanes == (1 if database_url.startswith("sqlite") else 3)
     with pytest.raises(SettingsError, match="ingest_lanes"):
         PlatformSettings.from_env({"ROOST_INGEST_LANES": "0"})
+
+
+def test_the_server_side_runs_on_uvloop(database_url: str) -> None:
+    # uvicorn runs an app on uvloop when it is installed (uvicorn[standard]),
+    # and uvloop's transports are not asyncio.Transport subclasses.
+    uvloop = pytest.importorskip("uvloop")
+
+    async def round_trip() -> tuple[bool, int]:
+        writer = IngestProcess(PlatformSettings(database_url=database_url))
+        await writer.start()
+        try:
+            caller = Caller(org_id=1, org_name="x", key_id="k")
+            # Result 0 never exists: the child answers 404 after its lookup.
+            outcome = await writer.submit(
+                caller,
+                prepare_update(build_wire(Limits()).decode(b'{"simulation_result_id": "0"}')),
+                0,
+                b"{}",
+                idempotency_key=None,
+                source=None,
+            )
+            return writer.running, outcome.status_code
+        finally:
+            await writer.stop()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(round_trip()) == (True, 404)

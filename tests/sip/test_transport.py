@@ -221,3 +221,32 @@ async def test_a_refused_tcp_connect_fails_the_call_at_once() -> None:
 async def test_bad_transport_names_are_refused() -> None:
     with pytest.raises(ValueError, match="transports"):
         SipTransport(CoreConfig(host="127.0.0.1"), transports=("sctp",))
+
+
+def test_a_tcp_call_works_on_uvloop() -> None:
+    # uvloop's transports are not asyncio.Transport subclasses; an agent that
+    # runs on uvloop (as uvicorn picks it when installed) must still talk TCP.
+    uvloop = pytest.importorskip("uvloop")
+
+    async def call_over_tcp() -> str:
+        caller = SipTransport(CoreConfig(host="127.0.0.1", port=0))
+        events = Collector()
+        caller.on_event = events
+        agent = SipTransport(CoreConfig(host="127.0.0.1", port=0, user="agent"))
+        agent.on_incoming = answering(agent)
+        async with caller, agent:
+            call = caller.core.invite(
+                f"sip:agent@127.0.0.1:{agent.tcp_port};transport=tcp",
+                caller.now(),
+                sdp=make_offer("127.0.0.1", 40002),
+            )
+            caller.pump()
+            (answered,) = await events.wait_for(CallAnswered)
+            assert isinstance(answered, CallAnswered) and answered.call is call
+            caller.core.hangup(call, caller.now())
+            caller.pump()
+            await events.wait_for(CallEnded)
+            return call.peer.transport
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(call_over_tcp()) == "TCP"

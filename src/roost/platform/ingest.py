@@ -10,9 +10,10 @@ waiter with its own outcome. While one transaction commits, the next group
 accumulates.
 
 What a group stores is decided by :meth:`IngestWriter._decide`, a generator
-of SQL steps with no I/O in it; :mod:`roost.platform.ingest_sql` holds the
-statements and runs the steps (on SQLite the whole transaction in one call on
-the driver's thread, on PostgreSQL step by step with asyncpg). Timestamps go
+of two steps with no I/O in it (one lookup, one store);
+:mod:`roost.platform.ingest_sql` holds the statements and runs the steps (on
+SQLite the whole transaction in one call on the driver's thread, on
+PostgreSQL as two round trips' worth of statements on asyncpg). Timestamps go
 through :class:`UTCDateTime`'s own bind processor and JSON values are stored
 as the text they arrived as (see :mod:`roost.platform.wire`), so rows written
 here read back exactly like rows written through the ORM
@@ -23,9 +24,10 @@ Semantics, per request:
 - unknown result, or a result of another organisation: 404, nothing stored;
 - ``Idempotency-Key`` seen before for this organisation: the first response
   is replayed if the operation and raw body are identical, otherwise 422;
-  nothing new is stored either way. The key is claimed with
-  ``INSERT ... ON CONFLICT DO NOTHING`` inside the transaction, so two server
-  processes sharing a PostgreSQL database cannot both store the same key;
+  nothing new is stored either way. The key is stored in the batch's
+  transaction under a unique index, so two server processes sharing a
+  PostgreSQL database cannot both store it: the second one's group is
+  refused whole and decided again (:class:`~roost.platform.ingest_sql.ClaimLost`);
 - otherwise one enrichment batch plus its rows. Tool calls carrying a
   ``call_id`` already stored for the result (or repeated in the request) are
   skipped and counted as duplicates;
@@ -217,10 +219,11 @@ class IngestWriter:
     several lanes overlap one lane's round trips and commit with another's
     work, which pays when the database is far away; on one machine a single
     lane measured best (bigger groups, fewer round trips per request: see
-    BENCHMARKS.md), so it is the default. Lanes share idempotency
-    keys through the database: a key claimed by another lane's open
-    transaction makes ``INSERT ... ON CONFLICT DO NOTHING`` wait for it, and
-    the request is then decided against the stored first response.
+    BENCHMARKS.md), so it is the default. Each lane keeps one pooled
+    connection for its lifetime. Lanes share idempotency keys through the
+    database: a key that another lane stored between this group's lookup and
+    its store makes the store fail whole, and the group is decided again
+    against the stored first response.
 
     Args:
         db: The platform database.
@@ -430,8 +433,16 @@ class IngestWriter:
                 # settled on while tool_calls was tiny (a sequential scan in
                 # the call-id lookup) was kept, and once cost a writer about
                 # 1.2 ms of database CPU per request. Planning the two
-                # statements of a group costs far less. Reset on release.
-                await pg.execute("SET plan_cache_mode = force_custom_plan")
+                # statements of a group costs far less.
+                # Index lookups by primary key for the group's results: with
+                # the default random_page_cost (4, priced for disks that seek)
+                # the planner scans all of simulation_results while the table
+                # is small, about 0.3 ms of database CPU per statement at
+                # 1,000 results. The writer's rows are in shared buffers.
+                # Both settings are this session's and reset on release.
+                await pg.execute(
+                    "SET plan_cache_mode = force_custom_plan; SET random_page_cost = 1.1"
+                )
             except BaseException:
                 with contextlib.suppress(Exception):
                     await conn.invalidate()
@@ -449,7 +460,7 @@ class IngestWriter:
             if broken:
                 await conn.invalidate()
             else:
-                await pg.execute("RESET plan_cache_mode")
+                await pg.execute("RESET plan_cache_mode; RESET random_page_cost")
         with contextlib.suppress(Exception):
             await conn.close()
 

@@ -42,7 +42,7 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from roost.sip.core import SipCore
 from roost.sip.events import Call, Disconnect, Event, IncomingCall, Transmit
@@ -85,14 +85,14 @@ class _Tcp(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         if self.peer is None:
             host, port = transport.get_extra_info("peername")[:2]
             self.peer = Peer(host, port, "TCP")
         self._owner._connected(self)
         for chunk in self.pending:
-            transport.write(chunk)
+            self.transport.write(chunk)
         self.pending.clear()
         self.pending_bytes = 0
 
