@@ -13,7 +13,7 @@ What a group stores is decided by :meth:`IngestWriter._decide`, a generator
 of two steps with no I/O in it (one lookup, one store);
 :mod:`roost.platform.ingest_sql` holds the statements and runs the steps (on
 SQLite the whole transaction in one call on the driver's thread, on
-PostgreSQL as two round trips' worth of statements on asyncpg). Timestamps go
+PostgreSQL a lookup query and a store transaction on asyncpg). Timestamps go
 through :class:`UTCDateTime`'s own bind processor and JSON values are stored
 as the text they arrived as (see :mod:`roost.platform.wire`), so rows written
 here read back exactly like rows written through the ORM
@@ -683,7 +683,9 @@ class IngestWriter:
             summary[2] += len(plan.tool_rows)
             summary[4] = stamp
         yield Store(
-            claims=claims,
+            # In one global order, so that two writers storing overlapping
+            # keys wait for each other instead of deadlocking.
+            claims=sorted(claims, key=lambda claim: (claim[0], claim[1])),
             batches=batch_rows,
             tool_rows=tool_rows,
             event_rows=event_rows,

@@ -9,15 +9,15 @@ turns the steps into statements and runs them:
 - on SQLite, :meth:`IngestSql.run_sqlite` drives the generator inside one
   ``BEGIN IMMEDIATE`` transaction, in one call on the writer's thread: a few
   statements per step, multi-row ``INSERT ... VALUES`` for the rows;
-- on PostgreSQL, :meth:`IngestSql.run_pg` sends each step as *one* statement
-  on asyncpg: the lookup is one ``UNION ALL`` query, and the store is one
-  statement of data-modifying CTEs over ``unnest`` of column arrays, which
-  PostgreSQL runs as one implicit transaction and commits before it answers.
-  A group is two round trips. The earlier form (``BEGIN``, three reads, the
-  id allocation, an insert, three ``COPY``\\ s of two round trips each, an
-  update and ``COMMIT``) made about fourteen, and with the writer and the
-  database on one machine each round trip costs both processes a wake-up
-  (see BENCHMARKS.md).
+- on PostgreSQL, :meth:`IngestSql.run_pg` sends the lookup as one ``UNION
+  ALL`` query, outside any transaction, and the store as one transaction:
+  ``BEGIN``, a ``COPY`` per bulk table, one statement of data-modifying CTEs
+  for keys, batches and result counters, ``COMMIT``. About ten round trips
+  per group, against fourteen for the earlier step-per-read form; with the
+  writer and the database on one machine each round trip costs both
+  processes a wake-up (see BENCHMARKS.md). Doing the whole store as one
+  statement over ``unnest`` arrays made two round trips but cost both
+  processes more CPU than ``COPY`` saves.
 
 The store is sent only after the generator has returned: a decision that
 fails after building its rows leaves nothing written, on both backends.
