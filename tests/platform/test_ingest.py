@@ -301,3 +301,34 @@ async def test_a_key_or_call_id_stored_by_another_writer_after_the_lookup_is_dec
     else:
         assert (replay.status_code, repeat.status_code) == (503, 503)
         assert len(batches) == 2
+
+
+async def test_lanes_hold_connections_of_their_own_pool_not_the_apis(
+    make_app: AppFactory, org: Org, db: Database
+) -> None:
+    # PostgreSQL only (SQLite has one lane). Each lane keeps its connection;
+    # taken from the API's pool (5 + 10 overflow), 16 lanes would leave the
+    # routes none and the last lane would wait for one until it failed.
+    if db.is_sqlite:
+        pytest.skip("PostgreSQL writer path")
+    async with make_app(ingest_lanes=16) as app, client_for(app, org.headers) as http:
+        results = (await seed_run(http, num_runs=16)).result_ids
+        responses = await _post_all(
+            http, [(_body(rid, f"call-{rid}-{i}"), None) for rid in results for i in range(2)]
+        )
+        assert [r.status_code for r in responses] == [200] * 32, [r.text for r in responses]
+        # Every lane now holds a connection; the API still gets its own.
+        reads = await asyncio.gather(
+            *(http.get(f"/v1/retrieve-simulation-result/{rid}") for rid in results)
+        )
+        assert [r.status_code for r in reads] == [200] * 16
+        stored = [len(await _batches(http, rid)) for rid in results]
+        # Nothing is being written now, so the lanes' connections are idle.
+        held = [lane.pg for lane in app.state.ingest._lanes if lane.pg is not None]
+        settings = [
+            (await pg.fetchval("SHOW plan_cache_mode"), await pg.fetchval("SHOW random_page_cost"))
+            for pg in held
+        ]
+    assert len(held) == 16
+    assert set(settings) == {("force_custom_plan", "1.1")}
+    assert stored == [2] * 16

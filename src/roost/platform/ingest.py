@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeAlias, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
 from roost.platform.auth import Caller
 from roost.platform.ingest_sql import (
     TOOL_CALL_ID,
@@ -81,6 +83,17 @@ INGEST_OPERATION = "update-simulation-result"
 
 #: Writer lanes on PostgreSQL by default (see :class:`IngestWriter`).
 PG_LANES = 1
+
+# The PostgreSQL writer's session settings. Every statement is planned for
+# its own parameters: the tables grow from empty under load, and a generic
+# plan a connection settled on while tool_calls was tiny (a sequential scan in
+# the call-id lookup) was kept, and once cost a writer about 1.2 ms of
+# database CPU per request; planning the two statements of a group costs far
+# less. And a group's results are read by primary key: with the default
+# random_page_cost (4, priced for disks that seek) the planner scanned all of
+# simulation_results while the table was small, about 0.3 ms of database CPU
+# per statement at 1,000 results; the writer's rows are in shared buffers.
+_PG_WRITER_SETTINGS = {"plan_cache_mode": "force_custom_plan", "random_page_cost": "1.1"}
 
 # Times a group is decided again after losing a key or call id to another
 # writer before it is written request by request instead.
@@ -219,8 +232,8 @@ class IngestWriter:
     several lanes overlap one lane's round trips and commit with another's
     work, which pays when the database is far away; on one machine a single
     lane measured best (bigger groups, fewer round trips per request: see
-    BENCHMARKS.md), so it is the default. Each lane keeps one pooled
-    connection for its lifetime. Lanes share idempotency keys through the
+    BENCHMARKS.md), so it is the default. Each lane keeps one connection of
+    the writer's own pool (one per lane) for its lifetime. Lanes share idempotency keys through the
     database: a key that another lane stored between this group's lookup and
     its store makes the store fail whole, and the group is decided again
     against the stored first response.
@@ -267,6 +280,7 @@ class IngestWriter:
         self._lanes = [_Lane() for _ in range(lanes)]
         self._running = False
         self._pg_batch_sequence: str | None = None
+        self._pg_engine: AsyncEngine | None = None
         self.groups_written = 0
         self.items_written = 0
 
@@ -310,6 +324,9 @@ class IngestWriter:
                 pending = lane.deferred + pending
                 lane.deferred = []
             await self._release(lane, broken=False)
+        engine, self._pg_engine = self._pg_engine, None
+        if engine is not None:
+            await engine.dispose()
 
     async def submit(
         self,
@@ -421,47 +438,39 @@ class IngestWriter:
             )
 
     async def _pg_connection(self, lane: _Lane) -> Any:
-        """The lane's asyncpg connection: checked out of the pool once and kept,
-        so a group pays no checkout and no pre-ping."""
+        """The lane's asyncpg connection: checked out once and kept, so a group
+        pays no checkout and no pre-ping."""
         if lane.pg is None:
-            conn = await self._db.write_engine.connect()
+            if self._pg_engine is None:
+                self._pg_engine = create_async_engine(
+                    self._db.url,
+                    # The lanes' own pool: they hold their connections for
+                    # their lifetime, so from the shared pool they would take
+                    # its capacity from the API (and more lanes than it holds
+                    # would wait forever).
+                    pool_size=len(self._lanes),
+                    max_overflow=0,
+                    pool_pre_ping=True,
+                    connect_args={"server_settings": _PG_WRITER_SETTINGS},
+                )
+            conn = await self._pg_engine.connect()
             try:
                 pg = (await conn.get_raw_connection()).driver_connection
                 assert pg is not None
-                # Every statement planned for its own parameters: the tables
-                # grow from empty under load, and a generic plan a connection
-                # settled on while tool_calls was tiny (a sequential scan in
-                # the call-id lookup) was kept, and once cost a writer about
-                # 1.2 ms of database CPU per request. Planning the two
-                # statements of a group costs far less.
-                # Index lookups by primary key for the group's results: with
-                # the default random_page_cost (4, priced for disks that seek)
-                # the planner scans all of simulation_results while the table
-                # is small, about 0.3 ms of database CPU per statement at
-                # 1,000 results. The writer's rows are in shared buffers.
-                # Both settings are this session's and reset on release.
-                await pg.execute(
-                    "SET plan_cache_mode = force_custom_plan; SET random_page_cost = 1.1"
-                )
             except BaseException:
-                with contextlib.suppress(Exception):
-                    await conn.invalidate()
                 await conn.close()
                 raise
             lane.connection, lane.pg = conn, pg
         return lane.pg
 
     async def _release(self, lane: _Lane, *, broken: bool) -> None:
-        conn, pg = lane.connection, lane.pg
+        conn = lane.connection
         lane.connection = lane.pg = None
         if conn is None:
             return
         with contextlib.suppress(Exception):
             if broken:
                 await conn.invalidate()
-            else:
-                await pg.execute("RESET plan_cache_mode; RESET random_page_cost")
-        with contextlib.suppress(Exception):
             await conn.close()
 
     async def _write_group(self, lane: _Lane, group: list[_Item]) -> list[int]:
