@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
 
@@ -57,8 +58,9 @@ def answering(transport: SipTransport) -> Callable[[Event], None]:
     return on_incoming
 
 
-@pytest.fixture
-async def pair() -> AsyncIterator[tuple[SipTransport, SipTransport, Collector]]:
+@contextlib.asynccontextmanager
+async def transport_pair() -> AsyncIterator[tuple[SipTransport, SipTransport, Collector]]:
+    """A caller (its events collected) and an agent that answers, both bound."""
     caller = SipTransport(CoreConfig(host="127.0.0.1", port=0))
     collected = Collector()
     caller.on_event = collected
@@ -66,6 +68,12 @@ async def pair() -> AsyncIterator[tuple[SipTransport, SipTransport, Collector]]:
     agent.on_incoming = answering(agent)
     async with caller, agent:
         yield caller, agent, collected
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[SipTransport, SipTransport, Collector]]:
+    async with transport_pair() as transports:
+        yield transports
 
 
 @pytest.mark.parametrize("transport_name", ["udp", "tcp"])
@@ -229,12 +237,7 @@ def test_a_tcp_call_works_on_uvloop() -> None:
     uvloop = pytest.importorskip("uvloop")
 
     async def call_over_tcp() -> str:
-        caller = SipTransport(CoreConfig(host="127.0.0.1", port=0))
-        events = Collector()
-        caller.on_event = events
-        agent = SipTransport(CoreConfig(host="127.0.0.1", port=0, user="agent"))
-        agent.on_incoming = answering(agent)
-        async with caller, agent:
+        async with transport_pair() as (caller, agent, events):
             call = caller.core.invite(
                 f"sip:agent@127.0.0.1:{agent.tcp_port};transport=tcp",
                 caller.now(),
