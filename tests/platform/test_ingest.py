@@ -22,7 +22,7 @@ from roost.platform.ingest_process import IngestProcess
 from roost.platform.ingest_sql import Found, IngestSql, Lookup, Steps, prepare_update
 from roost.platform.settings import Limits, PlatformSettings
 from roost.platform.storage import Database
-from roost.platform.storage.tables import TranscriptEntryRow
+from roost.platform.storage.tables import EnrichmentBatch
 from tests.platform.conftest import AppFactory, Org, client_for
 from tests.platform.seed import check, seed_run
 
@@ -175,16 +175,23 @@ async def test_rows_split_over_several_inserts_are_all_stored_in_order(
     ]
     assert (batch["tool_calls"], batch["events"], batch["transcript_entries"]) == (11, 5, 3)
     async with db.read() as session:
-        # This batch's rows only: the PostgreSQL database is shared by the
-        # tests of a worker, and others store transcripts too.
-        lines = (
+        stored = (
             await session.execute(
-                select(TranscriptEntryRow.seq, TranscriptEntryRow.utterance)
-                .where(TranscriptEntryRow.batch_id == batch["id"])
-                .order_by(TranscriptEntryRow.seq)
+                select(EnrichmentBatch.events, EnrichmentBatch.transcript).where(
+                    EnrichmentBatch.id == batch["id"]
+                )
             )
-        ).all()
-    assert [tuple(line) for line in lines] == [(i, f"line {i}") for i in range(3)]
+        ).one()
+    # The batch keeps them as sent, in order, with every field.
+    assert [e["title"] for e in stored.events] == [f"event-{i}" for i in range(5)]
+    assert [line["utterance"] for line in stored.transcript] == [f"line {i}" for i in range(3)]
+    assert stored.transcript[0] == {
+        "start_offset_ms": 0,
+        "end_offset_ms": 1,
+        "speaker": "AGENT",
+        "utterance": "line 0",
+        "filler_utterance": None,
+    }
     events = result["simulation_result"].get("events") or []
     assert [e["title"] for e in events] == [f"event-{i}" for i in range(5)]
 

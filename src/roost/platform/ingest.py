@@ -626,8 +626,8 @@ class IngestWriter:
         message = plan_message(
             tool_calls=len(update.tool_rows),
             duplicates=plan.duplicates,
-            events=len(update.event_rows),
-            transcript=len(update.transcript_rows),
+            events=update.event_count,
+            transcript=update.transcript_count,
             late=late,
         )
         plan.outcome = _json_outcome(200, {"status": "success", "message": message})
@@ -638,8 +638,6 @@ class IngestWriter:
         claims: list[tuple[Any, ...]] = []
         batch_rows: list[tuple[Any, ...]] = []
         tool_rows: list[tuple[Any, ...]] = []
-        event_rows: list[tuple[Any, ...]] = []
-        transcript_rows: list[tuple[Any, ...]] = []
         per_result: dict[int, list[Any]] = {}
         # The lookup reserved an id per request of the group; fewer were stored.
         for batch_id, plan in zip(batch_ids[: len(plans)], plans, strict=True):
@@ -663,10 +661,6 @@ class IngestWriter:
             tool_rows.extend(
                 (batch_id, seq, result_id, *row) for seq, row in enumerate(plan.tool_rows)
             )
-            event_rows.extend((batch_id, seq, *row) for seq, row in enumerate(update.event_rows))
-            transcript_rows.extend(
-                (batch_id, seq, *row) for seq, row in enumerate(update.transcript_rows)
-            )
             batch_rows.append(
                 (
                     batch_id,
@@ -680,10 +674,12 @@ class IngestWriter:
                     update.tags,
                     update.metadata,
                     update.trace_ids,
+                    update.events,
+                    update.transcript,
                     len(update.tool_rows),
                     plan.duplicates,
-                    len(update.event_rows),
-                    len(update.transcript_rows),
+                    update.event_count,
+                    update.transcript_count,
                     plan.late,
                 )
             )
@@ -697,7 +693,5 @@ class IngestWriter:
             claims=sorted(claims, key=lambda claim: (claim[0], claim[1])),
             batches=batch_rows,
             tool_rows=tool_rows,
-            event_rows=event_rows,
-            transcript_rows=transcript_rows,
             updates=[tuple(v) for v in per_result.values()],
         )

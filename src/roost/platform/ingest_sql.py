@@ -29,10 +29,10 @@ skipping per-row ORM and compiler work is what keeps 70 rows per request cheap.
 Example:
     >>> from sqlalchemy.dialects import sqlite
     >>> sql = IngestSql(sqlite.dialect())
-    >>> rows = [(1,) * 8] * 3  # three event rows: one statement of 2 rows, one of 1
+    >>> rows = [(1,) * 14] * 3  # three tool-call rows: one statement of 2 rows, one of 1
     >>> [(text.count("?"), len(params)) for text, params in sql.sqlite_rows(
-    ...     sql.insert_event, rows)]
-    [(16, 16), (8, 8)]
+    ...     sql.insert_tool, rows)]
+    [(28, 28), (14, 14)]
 """
 
 from __future__ import annotations
@@ -53,9 +53,7 @@ from roost.platform.wire import json_text
 __all__ = [
     "BATCH_COLUMNS",
     "CLAIM_COLUMNS",
-    "EVENT_COLUMNS",
     "TOOL_COLUMNS",
-    "TRANSCRIPT_COLUMNS",
     "ClaimLost",
     "Found",
     "IngestSql",
@@ -114,16 +112,12 @@ class Store:
         claims: Idempotency records (:data:`CLAIM_COLUMNS`).
         batches: Enrichment batches (:data:`BATCH_COLUMNS`).
         tool_rows: Tool calls (:data:`TOOL_COLUMNS`).
-        event_rows: Events (:data:`EVENT_COLUMNS`).
-        transcript_rows: Transcript entries (:data:`TRANSCRIPT_COLUMNS`).
         updates: Per result: ``(id, batches, tool calls, first arrival, last arrival)``.
     """
 
     claims: list[tuple[Any, ...]]
     batches: list[tuple[Any, ...]]
     tool_rows: list[tuple[Any, ...]]
-    event_rows: list[tuple[Any, ...]]
-    transcript_rows: list[tuple[Any, ...]]
     updates: list[tuple[Any, ...]]
 
 
@@ -157,27 +151,6 @@ TOOL_COLUMNS = (
     "error_type",
     "error_message",
 )
-EVENT_COLUMNS = (
-    "batch_id",
-    "seq",
-    "title",
-    "start_offset_ms",
-    "end_offset_ms",
-    "description",
-    "tags",
-    "metadata",
-)
-TRANSCRIPT_COLUMNS = (
-    "batch_id",
-    "seq",
-    "start_offset_ms",
-    "end_offset_ms",
-    "speaker",
-    "utterance",
-    "filler_utterance",
-)
-
-
 #: Where ``call_id`` sits in a row of :attr:`PreparedUpdate.tool_rows`.
 TOOL_CALL_ID = TOOL_COLUMNS.index("call_id") - 3
 
@@ -187,14 +160,17 @@ class PreparedUpdate(msgspec.Struct, array_like=True, frozen=True):
 
     Built where the request is decoded (the server's event loop), so the
     writer only adds keys: tool rows are ``TOOL_COLUMNS`` without ``batch_id,
-    seq, result_id``; event and transcript rows are their columns without
-    ``batch_id, seq``. It is also what crosses to the writer process
-    (msgpack, see :mod:`roost.platform.ingest_process`).
+    seq, result_id``. Events and transcript entries are the batch's two JSON
+    documents (see migration 0004), encoded from the validated structs in
+    one C call each, with their counts. It is also what crosses to the
+    writer process (msgpack, see :mod:`roost.platform.ingest_process`).
     """
 
     tool_rows: list[tuple[Any, ...]]
-    event_rows: list[tuple[Any, ...]]
-    transcript_rows: list[tuple[Any, ...]]
+    events: str | None
+    event_count: int
+    transcript: str | None
+    transcript_count: int
     tags: str | None
     metadata: str | None
     trace_ids: str | None
@@ -219,31 +195,20 @@ def prepare_update(update: Any) -> PreparedUpdate:
             )
             for call in update.tool_calls or ()
         ],
-        event_rows=[
-            (
-                event.title,
-                event.start_offset_ms,
-                event.end_offset_ms,
-                event.description,
-                None if event.tags is None else dumps_json(event.tags),
-                json_text(event.metadata),
-            )
-            for event in update.events or ()
-        ],
-        transcript_rows=[
-            (
-                entry.start_offset_ms,
-                entry.end_offset_ms,
-                entry.speaker,
-                entry.utterance,
-                entry.filler_utterance,
-            )
-            for entry in update.recorded_transcript or ()
-        ],
+        # Raw JSON values (event metadata) are encoded as the text they
+        # arrived as; a missing one is its default, null.
+        events=_document(update.events),
+        event_count=len(update.events or ()),
+        transcript=_document(update.recorded_transcript),
+        transcript_count=len(update.recorded_transcript or ()),
         tags=None if update.tags is None else dumps_json(update.tags),
         metadata=json_text(update.metadata),
         trace_ids=None if update.trace_ids is None else dumps_json(update.trace_ids),
     )
+
+
+def _document(items: list[Any] | None) -> str | None:
+    return msgspec.json.encode(items).decode() if items else None
 
 
 BATCH_COLUMNS = (
@@ -258,6 +223,8 @@ BATCH_COLUMNS = (
     "tags",
     "metadata",
     "trace_ids",
+    "events",
+    "transcript",
     "tool_call_count",
     "duplicate_tool_calls",
     "event_count",
@@ -427,15 +394,12 @@ class IngestSql:
     async def _store_pg(self, pg: Any, step: Store) -> None:
         await pg.execute("BEGIN")
         try:
-            # No foreign keys from these rows to their batch on PostgreSQL
+            # No foreign keys from tool calls to their batch on PostgreSQL
             # (migration 0003), so they may go before it.
-            for table, columns, rows in (
-                ("tool_calls", TOOL_COLUMNS, step.tool_rows),
-                ("events", EVENT_COLUMNS, step.event_rows),
-                ("transcript_entries", TRANSCRIPT_COLUMNS, step.transcript_rows),
-            ):
-                if rows:
-                    await pg.copy_records_to_table(table, records=rows, columns=columns)
+            if step.tool_rows:
+                await pg.copy_records_to_table(
+                    "tool_calls", records=step.tool_rows, columns=TOOL_COLUMNS
+                )
             params: list[Any] = []
             for rows, width in (
                 (step.claims, len(CLAIM_COLUMNS)),
@@ -479,8 +443,6 @@ class IngestSql:
         self.insert_tool = self._rows_insert(
             "tool_calls", TOOL_COLUMNS, " ON CONFLICT (result_id, call_id) DO NOTHING"
         )
-        self.insert_event = self._rows_insert("events", EVENT_COLUMNS)
-        self.insert_transcript = self._rows_insert("transcript_entries", TRANSCRIPT_COLUMNS)
         self.update_result = (
             "UPDATE simulation_results SET "
             + changes.format(
@@ -590,8 +552,6 @@ class IngestSql:
             (self.insert_claim, step.claims),
             (self.insert_batch, step.batches),
             (self.insert_tool, step.tool_rows),
-            (self.insert_event, step.event_rows),
-            (self.insert_transcript, step.transcript_rows),
         ):
             for text, params in self.sqlite_rows(insert, rows):
                 conn.execute(text, params)

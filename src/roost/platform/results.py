@@ -38,11 +38,9 @@ from roost.platform.lifecycle import EnrichmentState, ResultStatus
 from roost.platform.storage import (
     DigitalHuman,
     EnrichmentBatch,
-    EventRow,
     SimulationResult,
     SimulationRun,
     ToolCallRow,
-    TranscriptEntryRow,
 )
 
 __all__ = [
@@ -113,6 +111,31 @@ def _tool_dict(row: ToolCallRow) -> dict[str, Any]:
     return data
 
 
+def _event_dict(event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "title": event["title"],
+        "start_offset_ms": event["start_offset_ms"],
+        "end_offset_ms": event.get("end_offset_ms"),
+        "description": event.get("description"),
+        "tags": event.get("tags"),
+        "metadata": event.get("metadata"),
+    }
+
+
+def _entry_dict(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "start_offset_ms": entry["start_offset_ms"],
+        "end_offset_ms": entry["end_offset_ms"],
+        "speaker": entry["speaker"],
+        "utterance": entry["utterance"],
+        "filler_utterance": entry.get("filler_utterance"),
+    }
+
+
+def _offset(item: dict[str, Any]) -> Any:
+    return item["start_offset_ms"]
+
+
 async def load_bundles(
     session: AsyncSession,
     org_id: int,
@@ -150,47 +173,14 @@ async def load_bundles(
     )
     for call in calls.scalars():
         bundles[call.result_id].tool_calls.append(_tool_dict(call))
-    events = await session.execute(
-        select(EventRow, EnrichmentBatch.result_id)
-        .join(EnrichmentBatch, EnrichmentBatch.id == EventRow.batch_id)
-        .where(EnrichmentBatch.result_id.in_(ids))
-        .order_by(EventRow.start_offset_ms, EventRow.batch_id, EventRow.seq)
-    )
-    for event, result_id in events:
-        bundles[result_id].events.append(
-            {
-                "title": event.title,
-                "start_offset_ms": event.start_offset_ms,
-                "end_offset_ms": event.end_offset_ms,
-                "description": event.description,
-                "tags": event.tags,
-                "metadata": event.metadata_,
-            }
-        )
-    entries = await session.execute(
-        select(TranscriptEntryRow, EnrichmentBatch.result_id)
-        .join(EnrichmentBatch, EnrichmentBatch.id == TranscriptEntryRow.batch_id)
-        .where(EnrichmentBatch.result_id.in_(ids))
-        .order_by(
-            TranscriptEntryRow.start_offset_ms, TranscriptEntryRow.batch_id, TranscriptEntryRow.seq
-        )
-    )
-    for entry, result_id in entries:
-        bundles[result_id].transcript.append(
-            {
-                "start_offset_ms": entry.start_offset_ms,
-                "end_offset_ms": entry.end_offset_ms,
-                "speaker": entry.speaker,
-                "utterance": entry.utterance,
-                "filler_utterance": entry.filler_utterance,
-            }
-        )
     batches = await session.execute(
         select(
             EnrichmentBatch.result_id,
             EnrichmentBatch.tags,
             EnrichmentBatch.metadata_,
             EnrichmentBatch.trace_ids,
+            EnrichmentBatch.events,
+            EnrichmentBatch.transcript,
         )
         .where(EnrichmentBatch.result_id.in_(ids))
         .order_by(EnrichmentBatch.id)
@@ -200,6 +190,16 @@ async def load_bundles(
         per_result.setdefault(batch.result_id, []).append(batch)
     for result_id, items in per_result.items():
         bundle = bundles[result_id]
+        # In batch order, each batch's entries in the order they were sent;
+        # the sorts are stable, so entries at the same offset keep that order.
+        bundle.events = sorted(
+            (_event_dict(event) for item in items for event in item.events or ()),
+            key=_offset,
+        )
+        bundle.transcript = sorted(
+            (_entry_dict(entry) for item in items for entry in item.transcript or ()),
+            key=_offset,
+        )
         bundle.tags = _union(item.tags for item in items)
         bundle.trace_ids = _union(item.trace_ids for item in items)
         bundle.metadata = merge_metadata(item.metadata_ for item in items)

@@ -50,7 +50,6 @@ from roost.platform.storage.tables import (
     ApiKey,
     DigitalHuman,
     EnrichmentBatch,
-    EventRow,
     IdempotencyRecord,
     Organisation,
     Simulation,
@@ -58,7 +57,6 @@ from roost.platform.storage.tables import (
     SimulationResult,
     SimulationRun,
     ToolCallRow,
-    TranscriptEntryRow,
 )
 
 __all__ = [
@@ -70,7 +68,6 @@ __all__ = [
     "DatabaseURLError",
     "DigitalHuman",
     "EnrichmentBatch",
-    "EventRow",
     "IdempotencyRecord",
     "JSONText",
     "Organisation",
@@ -79,7 +76,6 @@ __all__ = [
     "SimulationResult",
     "SimulationRun",
     "ToolCallRow",
-    "TranscriptEntryRow",
     "UTCDateTime",
     "default_database_url",
     "dumps_json",

@@ -9,10 +9,11 @@ some as integers; the API layer converts, storage only knows integers.
 
 Enrichment (what the agent posts to ``update-simulation-result``) is kept as it
 arrived: one :class:`EnrichmentBatch` per accepted POST, with its idempotency
-key, arrival time and source, and its tool calls, events and transcript entries
-in child tables keyed by ``(batch_id, seq)``. Tool calls that carry a
-``call_id`` are unique per result, which is how a re-posted payload is
-deduplicated.
+key, arrival time and source. Its tool calls are rows of a child table keyed
+by ``(batch_id, seq)``; tool calls that carry a ``call_id`` are unique per
+result, which is how a re-posted payload is deduplicated. Its events and
+transcript entries are kept in the batch row itself, as the JSON arrays they
+arrived as: they are only ever read whole, per result.
 
 Example:
     >>> from roost.platform.storage.tables import SimulationResult
@@ -45,7 +46,6 @@ __all__ = [
     "ApiKey",
     "DigitalHuman",
     "EnrichmentBatch",
-    "EventRow",
     "IdempotencyRecord",
     "Organisation",
     "Simulation",
@@ -53,7 +53,6 @@ __all__ = [
     "SimulationResult",
     "SimulationRun",
     "ToolCallRow",
-    "TranscriptEntryRow",
 ]
 
 
@@ -238,6 +237,11 @@ class EnrichmentBatch(Base):
     tags: Mapped[list[str] | None] = mapped_column(JSONText())
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONText())
     trace_ids: Mapped[list[str] | None] = mapped_column(JSONText())
+    # The batch's events and transcript entries as the JSON arrays of wire
+    # objects they arrived as (migration 0004): always written with the
+    # batch and read whole, so rows of their own bought nothing.
+    events: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONText())
+    transcript: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONText())
     tool_call_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     duplicate_tool_calls: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     event_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -252,10 +256,10 @@ def _batch_key() -> Mapped[int]:
     )
 
 
-# The rows of a batch are keyed by (batch_id, seq): one B-tree per row, no
-# surrogate id, no sequence. On SQLite the tables are WITHOUT ROWID, so that
-# key is the table itself. Rows are found per result through the batches'
-# result_id index; ingest writes each row into as few indexes as possible.
+# A batch's tool calls are keyed by (batch_id, seq): one B-tree per row, no
+# surrogate id, no sequence. On SQLite the table is WITHOUT ROWID, so that
+# key is the table itself; ingest writes each row into as few indexes as
+# possible.
 _CHILD_TABLE_ARGS: dict[str, Any] = {"sqlite_with_rowid": False}
 
 
@@ -288,39 +292,6 @@ class ToolCallRow(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (UniqueConstraint("result_id", "call_id"), _CHILD_TABLE_ARGS)
-
-
-class EventRow(Base):
-    """A business event reported by the agent."""
-
-    __tablename__ = "events"
-
-    batch_id: Mapped[int] = _batch_key()
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    title: Mapped[str] = mapped_column(Text, nullable=False)
-    start_offset_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    end_offset_ms: Mapped[int | None] = mapped_column(BigInteger)
-    description: Mapped[str | None] = mapped_column(Text)
-    tags: Mapped[list[str] | None] = mapped_column(JSONText())
-    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONText())
-
-    __table_args__ = _CHILD_TABLE_ARGS
-
-
-class TranscriptEntryRow(Base):
-    """One utterance of the agent's own transcript."""
-
-    __tablename__ = "transcript_entries"
-
-    batch_id: Mapped[int] = _batch_key()
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    start_offset_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    end_offset_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    speaker: Mapped[str] = mapped_column(String(16), nullable=False)
-    utterance: Mapped[str] = mapped_column(Text, nullable=False)
-    filler_utterance: Mapped[bool | None] = mapped_column(Boolean)
-
-    __table_args__ = _CHILD_TABLE_ARGS
 
 
 class IdempotencyRecord(Base):
