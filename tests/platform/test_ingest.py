@@ -339,3 +339,46 @@ async def test_lanes_hold_connections_of_their_own_pool_not_the_apis(
     assert len(held) == 16
     assert set(settings) == {("force_custom_plan", "1.1")}
     assert stored == [2] * 16
+
+
+async def test_the_lookup_finds_idempotency_keys_through_their_index(db: Database) -> None:
+    # Keys are unique per (org_id, key); looked up by key alone, the index
+    # could not be searched and every group scanned all stored keys (15 ms
+    # at 200,000 keys on PostgreSQL, growing with them).
+    sql = IngestSql(db.write_engine.dialect)
+    if db.is_sqlite:
+        query = sql.select_keys.format("?", "?, ?")
+        async with db.write_engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            cursor = await raw.execute(f"EXPLAIN QUERY PLAN {query}", (1, "a", "b"))
+            plan = " ".join(str(row[-1]) for row in await cursor.fetchall())
+        assert "SEARCH idempotency_records USING" in plan and "key=?" in plan, plan
+        return
+    # PostgreSQL plans by size: the keys of a busy organisation are made up
+    # and analysed inside a transaction that is rolled back.
+    async with db.write_engine.connect() as conn:
+        pg = (await conn.get_raw_connection()).driver_connection
+        assert pg is not None
+        sequence = await pg.fetchval("SELECT pg_get_serial_sequence('enrichment_batches', 'id')")
+        transaction = pg.transaction()
+        await transaction.start()
+        try:
+            org_id = await pg.fetchval(
+                "INSERT INTO organisations (name, created_at) VALUES ('busy', now()) RETURNING id"
+            )
+            await pg.execute(
+                "INSERT INTO idempotency_records (org_id, key, operation, request_sha256, "
+                "status_code, response_body, created_at) SELECT $1, 'key-' || i, 'op', 'x', "
+                "200, '{}', now() FROM generate_series(1, 20000) AS i",
+                org_id,
+            )
+            await pg.execute("ANALYZE idempotency_records")
+            rows = await pg.fetch(
+                f"EXPLAIN {sql.lookup}", [1], [org_id], ["key-5", "key-9"], "[]", sequence, 0
+            )
+        finally:
+            await transaction.rollback()
+    plan = "\n".join(row[0] for row in rows)
+    conditions = [line for line in plan.splitlines() if "Index Cond" in line]
+    assert any("org_id" in line and "key" in line for line in conditions), plan

@@ -541,7 +541,13 @@ class IngestWriter:
         found: Found = yield Lookup(
             result_ids=tuple(sorted({item.result_id for item in group})),
             keys=tuple(
-                sorted({item.idempotency_key for item in group if item.idempotency_key is not None})
+                sorted(
+                    {
+                        (item.caller.org_id, item.idempotency_key)
+                        for item in group
+                        if item.idempotency_key is not None
+                    }
+                )
             ),
             call_pairs=tuple(
                 sorted(

@@ -75,14 +75,16 @@ class Lookup:
 
     Attributes:
         result_ids: The results the group's requests name.
-        keys: The ``Idempotency-Key`` values it carries.
+        keys: The ``(org_id, Idempotency-Key)`` pairs it carries; both are
+            given so that the lookup uses the ``(org_id, key)`` unique index
+            (by key alone it scanned every stored key).
         call_pairs: Its ``(result id, call id)`` pairs, looked up through the
             unique index: a result's other calls are not read.
         new_ids: How many enrichment batch ids to reserve.
     """
 
     result_ids: tuple[int, ...]
-    keys: tuple[str, ...]
+    keys: tuple[tuple[int, str], ...]
     call_pairs: tuple[tuple[int, str], ...]
     new_ids: int
 
@@ -304,12 +306,13 @@ class IngestSql:
             "SELECT 0, id, org_id, batch_count, status::text, NULL::text, NULL::text, "
             "evaluated_at FROM simulation_results WHERE id = ANY($1::bigint[]) "
             "UNION ALL SELECT 1, org_id, NULL, status_code, key, request_sha256, "
-            "response_body, NULL FROM idempotency_records WHERE key = ANY($2::varchar[]) "
+            "response_body, NULL FROM idempotency_records "
+            "WHERE org_id = ANY($2::bigint[]) AND key = ANY($3::varchar[]) "
             "UNION ALL SELECT 2, t.result_id, NULL, NULL, t.call_id, NULL, NULL, NULL "
-            "FROM json_array_elements($3::json) AS p JOIN tool_calls AS t "
+            "FROM json_array_elements($4::json) AS p JOIN tool_calls AS t "
             "ON t.result_id = (p.value ->> 0)::bigint AND t.call_id = p.value ->> 1 "
-            "UNION ALL SELECT 3, nextval($4::regclass), NULL, NULL, NULL, NULL, NULL, NULL "
-            "FROM generate_series(1, $5)"
+            "UNION ALL SELECT 3, nextval($5::regclass), NULL, NULL, NULL, NULL, NULL, NULL "
+            "FROM generate_series(1, $6)"
         )
         inserts = []
         first = 1
@@ -372,7 +375,8 @@ class IngestSql:
                     await pg.fetch(
                         self.lookup,
                         step.result_ids,
-                        step.keys,
+                        sorted({org_id for org_id, _ in step.keys}),
+                        [key for _, key in step.keys],
                         msgspec.json.encode(step.call_pairs).decode(),
                         batch_sequence,
                         step.new_ids,
@@ -431,7 +435,7 @@ class IngestSql:
         )
         self.select_keys = (
             "SELECT org_id, key, request_sha256, status_code, response_body "
-            "FROM idempotency_records WHERE key IN ({})"
+            "FROM idempotency_records WHERE org_id IN ({}) AND key IN ({})"
         )
         self.select_call_ids = (
             "SELECT t.result_id, t.call_id FROM json_each(?) AS p "
@@ -536,8 +540,10 @@ class IngestSql:
             last = rows[0][5]
             found.batch_ids = list(range(last + 1, last + 1 + step.new_ids))
         if step.keys:
-            marks = ", ".join("?" * len(step.keys))
-            for row in conn.execute(self.select_keys.format(marks), step.keys):
+            orgs = sorted({org_id for org_id, _ in step.keys})
+            keys = [key for _, key in step.keys]
+            text = self.select_keys.format(", ".join("?" * len(orgs)), ", ".join("?" * len(keys)))
+            for row in conn.execute(text, [*orgs, *keys]):
                 found.keys[(row[0], row[1])] = (row[2], row[3], row[4])
         if step.call_pairs:
             for result_id, call_id in conn.execute(
