@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from roost.platform.auth import Caller
 from roost.platform.ingest import IngestWriter, plan_message
@@ -22,7 +22,7 @@ from roost.platform.ingest_process import IngestProcess
 from roost.platform.ingest_sql import Found, IngestSql, Lookup, Steps, prepare_update
 from roost.platform.settings import Limits, PlatformSettings
 from roost.platform.storage import Database
-from roost.platform.storage.tables import EnrichmentBatch
+from roost.platform.storage.tables import EnrichmentBatch, SimulationResult
 from tests.platform.conftest import AppFactory, Org, client_for
 from tests.platform.seed import check, seed_run
 
@@ -382,3 +382,39 @@ async def test_the_lookup_finds_idempotency_keys_through_their_index(db: Databas
     plan = "\n".join(row[0] for row in rows)
     conditions = [line for line in plan.splitlines() if "Index Cond" in line]
     assert any("org_id" in line and "key" in line for line in conditions), plan
+
+
+async def test_a_result_deleted_between_lookup_and_store_gets_no_batch(
+    make_app: AppFactory,
+    org: Org,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # PostgreSQL only (SQLite's lookup and store share the write lock, and its
+    # batches keep their foreign key). Batches have no foreign key to their
+    # result there (migration 0005): the store's result update must notice the
+    # deletion, and the request is decided again, as a 404.
+    if db.is_sqlite:
+        pytest.skip("PostgreSQL writer path")
+    store_pg = IngestSql._store_pg
+    doomed: dict[str, int] = {}
+
+    async def deleting_first(self: IngestSql, pg: Any, step: Any) -> None:
+        if doomed:
+            async with db.write() as session:
+                await session.execute(
+                    delete(SimulationResult).where(SimulationResult.id == doomed.pop("id"))
+                )
+        await store_pg(self, pg, step)
+
+    monkeypatch.setattr(IngestSql, "_store_pg", deleting_first)
+    async with make_app() as app, client_for(app, org.headers) as http:
+        rid = (await seed_run(http)).result_ids[0]
+        doomed["id"] = int(rid)
+        response = await http.post("/v1/update-simulation-result", content=_body(rid, "c-1"))
+    assert response.status_code == 404, response.text
+    async with db.read() as session:
+        orphans = await session.execute(
+            select(EnrichmentBatch.id).where(EnrichmentBatch.result_id == int(rid))
+        )
+        assert orphans.all() == []

@@ -23,7 +23,7 @@ from roost.platform.auth import Caller
 from roost.platform.ingest_process import IngestProcess
 from roost.platform.ingest_sql import prepare_update
 from roost.platform.settings import Limits, PlatformSettings, SettingsError
-from roost.platform.storage import Database, EnrichmentBatch, Organisation
+from roost.platform.storage import Database, EnrichmentBatch, Organisation, SimulationResult
 from roost.platform.storage.tables import ToolCallRow
 from roost.platform.wire import build_wire
 from tests.platform.conftest import AppFactory, Org, client_for
@@ -253,6 +253,24 @@ async def test_deleting_an_organisation_deletes_its_batches_rows(
     assert await _count(db, ToolCallRow, batch_id=batch_id) == 0
     assert await _count(db, EnrichmentBatch, id=batch_id) == 0
     assert await _count(db, ToolCallRow, result_id=int(rid)) == 0
+
+
+async def test_deleting_a_result_deletes_its_batches_and_their_tool_calls(
+    make_app: AppFactory, org: Org, db: Database
+) -> None:
+    # On SQLite foreign keys cascade; on PostgreSQL statement triggers on
+    # results and batches do (migrations 0003 and 0005).
+    async with make_app() as app, client_for(app, org.headers) as http:
+        rids = (await seed_run(http, num_runs=2)).result_ids
+        for rid in rids:
+            check(await http.post("/v1/update-simulation-result", json=_body(rid, 0, calls=2)))
+    gone, kept = (int(rid) for rid in rids)
+    async with db.write() as session:
+        await session.execute(delete(SimulationResult).where(SimulationResult.id == gone))
+    assert await _count(db, EnrichmentBatch, result_id=gone) == 0
+    assert await _count(db, ToolCallRow, result_id=gone) == 0
+    assert await _count(db, EnrichmentBatch, result_id=kept) == 1
+    assert await _count(db, ToolCallRow, result_id=kept) == 2
 
 
 async def test_lanes_are_a_postgresql_setting(make_app: AppFactory, database_url: str) -> None:

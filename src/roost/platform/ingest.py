@@ -401,8 +401,9 @@ class IngestWriter:
         except ClaimLost as exc:
             if max(item.attempts for item in group) < _MAX_ATTEMPTS:
                 # Nothing was written: decide the whole group again, against
-                # what the other writer stored (a replay, a duplicate).
-                log.info("another writer stored a key or call id first (%s); deciding again", exc)
+                # what the other writer stored (a replay, a duplicate) or
+                # without the deleted result (404).
+                log.info("the database changed since the lookup (%s); deciding again", exc)
                 for item in group:
                     item.attempts += 1
                 lane.deferred.extend(group)

@@ -130,7 +130,8 @@ Steps = Generator[Step, Any, T]
 
 class ClaimLost(Exception):
     """Another writer stored one of the group's idempotency keys or call ids
-    after the group's lookup (PostgreSQL, several server processes or lanes).
+    after the group's lookup (PostgreSQL, several server processes or lanes),
+    or one of its results was deleted in between.
 
     Nothing of the group was written; deciding it again against a new lookup
     gives each request its right answer (a replay, a duplicate).
@@ -339,7 +340,7 @@ class IngestSql:
             f"WITH {', '.join(inserts)} UPDATE simulation_results SET "
             + changes.format(batches="u.batches", calls="u.calls", first="u.first", last="u.last")
             + f" FROM unnest({update_arrays}) AS u (id, batches, calls, first, last) "
-            "WHERE simulation_results.id = u.id"
+            "WHERE simulation_results.id = u.id RETURNING simulation_results.id"
         )
 
     async def run_pg(self, pg: Any, steps: Steps[T], batch_sequence: str) -> T:
@@ -357,7 +358,8 @@ class IngestSql:
 
         Raises:
             ClaimLost: another writer stored one of the group's keys or call
-                ids since the lookup; nothing was written.
+                ids since the lookup, or one of its results was deleted;
+                nothing was written.
         """
         if pg.is_in_transaction():
             # Left open by someone else's failed ROLLBACK on this pooled
@@ -411,7 +413,12 @@ class IngestSql:
                 (step.updates, 5),
             ):
                 params += list(zip(*rows, strict=True)) if rows else [()] * width
-            await pg.execute(self.store_heads, *params)
+            updated = await pg.fetch(self.store_heads, *params)
+            if len(updated) != len(step.updates):
+                # A result was deleted since the lookup. Its batches have no
+                # foreign key on PostgreSQL (migration 0005): the UPDATE's row
+                # lock and this check are what keep them from being orphaned.
+                raise ClaimLost("a result of the group was deleted before its store")
             await pg.execute("COMMIT")
         except BaseException:
             # A broken connection cannot roll back; the database does.
