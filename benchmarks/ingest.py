@@ -11,7 +11,10 @@ Method (see BENCHMARKS.md, section ``benchmarks/ingest.py``):
    with a Lua script. Ingest bodies are realistic: 20 tool calls (parameters,
    output, Roost extensions), 10 events and 40 transcript entries, about
    18 KB. Each request targets the next result and carries fresh ``call_id``
-   values, so nothing is deduplicated: every 200 is a new batch of 70 rows.
+   values, so nothing is deduplicated: every 200 is a new batch. Each request
+   also carries a fresh ``Idempotency-Key``, as Roost's SDK sends, so each
+   200 also stores the key and its response (``--no-idempotency-keys`` sends
+   none).
 4. In the same run and the same server process, ``wrk`` loads
    ``POST /_bench/echo`` with the same body: it parses the JSON and sends it
    back (no auth, no database). That is the baseline of the ratio. After a
@@ -61,6 +64,7 @@ local mode = os.getenv("BENCH_MODE")
 local body_parts = {}
 local key = os.getenv("BENCH_KEY")
 local salt = os.getenv("BENCH_SALT")
+local keyed = os.getenv("BENCH_IDEMPOTENCY_KEYS") == "1"
 
 function init(args)
   for id in string.gmatch(os.getenv("BENCH_RESULTS"), "[^,]+") do
@@ -92,10 +96,12 @@ function request()
     else out[i] = part end
   end
   local path = mode == "echo" and "/_bench/echo" or "/v1/update-simulation-result"
-  return wrk.format("POST", path, {
-    ["Content-Type"] = "application/json",
-    ["X-API-Key"] = key,
-  }, table.concat(out))
+  local headers = {["Content-Type"] = "application/json", ["X-API-Key"] = key}
+  if keyed then
+    -- A fresh key per request, as Roost's SDK sends one per delivery.
+    headers["Idempotency-Key"] = prefix .. "key"
+  end
+  return wrk.format("POST", path, headers, table.concat(out))
 end
 
 function done(summary, latency, requests)
@@ -427,6 +433,7 @@ def bench_backend(
             "BENCH_RESULTS": ",".join(result_ids),
             "BENCH_BODY": str(body_file),
             "BENCH_KEY": key,
+            "BENCH_IDEMPOTENCY_KEYS": "1" if args.idempotency_keys else "0",
         }
         # Check both routes answer 200 before loading them.
         sample = (
@@ -498,11 +505,18 @@ def main() -> None:
     parser.add_argument(
         "--pg", default="postgresql://postgres@127.0.0.1:5432", help="PostgreSQL server"
     )
+    parser.add_argument(
+        "--idempotency-keys",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="send a fresh Idempotency-Key with every request, as Roost's SDK does "
+        "(default; before the fourth 2026-12-07 session the benchmark sent none)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
     print(load_average())
-    print(f"ingest writer: {args.writer}")
+    print(f"ingest writer: {args.writer}; idempotency keys: {args.idempotency_keys}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

@@ -11,8 +11,8 @@ turns the steps into statements and runs them:
   statements per step, multi-row ``INSERT ... VALUES`` for the rows;
 - on PostgreSQL, :meth:`IngestSql.run_pg` sends the lookup as one ``UNION
   ALL`` query, outside any transaction, and the store as one transaction:
-  ``BEGIN``, a ``COPY`` per bulk table, one statement of data-modifying CTEs
-  for keys, batches and result counters, ``COMMIT``. About ten round trips
+  ``BEGIN``, a ``COPY`` of the tool calls, one statement of data-modifying
+  CTEs for keys, batches and result counters, ``COMMIT``. About six round trips
   per group, against fourteen for the earlier step-per-read form; with the
   writer and the database on one machine each round trip costs both
   processes a wake-up (see BENCHMARKS.md). Doing the whole store as one
@@ -335,7 +335,7 @@ class IngestSql:
         )
         # A group's few rows per request (key, batch, result counters) in one
         # statement of data-modifying CTEs, which all run whatever the main
-        # statement reads; its bulk rows go by COPY.
+        # statement reads; its tool calls go by COPY.
         self.store_heads = (
             f"WITH {', '.join(inserts)} UPDATE simulation_results SET "
             + changes.format(batches="u.batches", calls="u.calls", first="u.first", last="u.last")
@@ -348,7 +348,7 @@ class IngestSql:
 
         The lookup is one statement outside any transaction (it reads
         committed data; ``nextval`` is not transactional anyway). The store
-        is one transaction: the bulk rows by ``COPY`` (PostgreSQL's bulk
+        is one transaction: the tool calls by ``COPY`` (PostgreSQL's bulk
         path; ``unnest`` arrays cost both processes more CPU per row), then
         one statement for keys, batches and result counters, then ``COMMIT``.
         The statements go straight to asyncpg rather than through
