@@ -373,15 +373,26 @@ async def test_the_lookup_finds_idempotency_keys_through_their_index(db: Databas
                 "200, '{}', now() FROM generate_series(1, 20000) AS i",
                 org_id,
             )
-            await pg.execute("ANALYZE idempotency_records")
-            rows = await pg.fetch(
-                f"EXPLAIN {sql.lookup}", [1], [org_id], ["key-5", "key-9"], "[]", sequence, 0
-            )
+            # Before and after the table's statistics catch up with it.
+            plans = []
+            for analyse in (False, True):
+                if analyse:
+                    await pg.execute("ANALYZE idempotency_records")
+                rows = await pg.fetch(
+                    f"EXPLAIN {sql.lookup}",
+                    [1],
+                    [org_id, org_id],
+                    ["key-5", "key-9"],
+                    "[]",
+                    sequence,
+                    0,
+                )
+                plans.append("\n".join(row[0] for row in rows))
         finally:
             await transaction.rollback()
-    plan = "\n".join(row[0] for row in rows)
-    conditions = [line for line in plan.splitlines() if "Index Cond" in line]
-    assert any("org_id" in line and "key" in line for line in conditions), plan
+    for plan in plans:
+        conditions = [line for line in plan.splitlines() if "Index Cond" in line]
+        assert any("org_id" in line and "key" in line for line in conditions), plan
 
 
 async def test_a_result_deleted_between_lookup_and_store_gets_no_batch(
@@ -418,3 +429,39 @@ async def test_a_result_deleted_between_lookup_and_store_gets_no_batch(
             select(EnrichmentBatch.id).where(EnrichmentBatch.result_id == int(rid))
         )
         assert orphans.all() == []
+
+
+async def test_a_repeated_call_id_is_caught_by_the_index_then_looked_up_first(
+    make_app: AppFactory, org: Org, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    # PostgreSQL only (SQLite always looks call ids up). A group's call ids are
+    # not looked up at first: the unique index refuses the store that repeats
+    # one, the group is decided again with the lookup, and the lane keeps
+    # looking them up for its next groups, so a second repeat is found by the
+    # lookup without a refused store.
+    if db.is_sqlite:
+        pytest.skip("PostgreSQL writer path")
+    async with make_app() as app, client_for(app, org.headers) as http:
+        rid = (await seed_run(http)).result_ids[0]
+        check(await http.post("/v1/update-simulation-result", content=_body(rid, "c-1")))
+        with caplog.at_level("INFO", logger="roost.platform.ingest"):
+            first = check(
+                await http.post("/v1/update-simulation-result", content=_body(rid, "c-1", "c-2"))
+            )
+            refused_once = caplog.text.count("deciding again")
+            second = check(
+                await http.post("/v1/update-simulation-result", content=_body(rid, "c-2", "c-3"))
+            )
+        batches = await _batches(http, rid)
+        calls = [
+            c["call_id"]
+            for g in check(await http.get(f"/v1/retrieve-simulation-result/{rid}"))[
+                "simulation_result"
+            ]["tool_calls"]
+            for c in g["actual"]
+        ]
+    assert "(1 duplicates skipped)" in first["message"]
+    assert "(1 duplicates skipped)" in second["message"]
+    assert (refused_once, caplog.text.count("deciding again")) == (1, 1)
+    assert [b["duplicate_tool_calls"] for b in batches] == [0, 1, 1]
+    assert sorted(calls) == ["c-1", "c-2", "c-3"]

@@ -99,6 +99,11 @@ _PG_WRITER_SETTINGS = {"plan_cache_mode": "force_custom_plan", "random_page_cost
 # writer before it is written request by request instead.
 _MAX_ATTEMPTS = 3
 
+# Groups a PostgreSQL lane looks up call ids for after a store lost to a
+# stored call id, so that a client re-posting its calls costs one failed
+# store per hundred groups, not one per group.
+_PROBE_GROUPS_AFTER_CONFLICT = 100
+
 
 def request_fingerprint(operation: str, body: bytes) -> str:
     """SHA-256 identifying a request for idempotency (operation + raw body)."""
@@ -163,6 +168,9 @@ class _Lane:
     # and its asyncpg connection.
     connection: Any = None
     pg: Any = None
+    # PostgreSQL: groups left that look up their call ids before storing
+    # (see _write_group); set when a store lost to a stored call id.
+    probe_calls: int = 0
 
 
 @dataclass(slots=True)
@@ -399,6 +407,8 @@ class IngestWriter:
         try:
             touched = await self._write_group(lane, group)
         except ClaimLost as exc:
+            if exc.table == "tool_calls":
+                lane.probe_calls = _PROBE_GROUPS_AFTER_CONFLICT
             if max(item.attempts for item in group) < _MAX_ATTEMPTS:
                 # Nothing was written: decide the whole group again, against
                 # what the other writer stored (a replay, a duplicate) or
@@ -476,7 +486,20 @@ class IngestWriter:
 
     async def _write_group(self, lane: _Lane, group: list[_Item]) -> list[int]:
         """Write one group; returns the results that now have lifecycle work."""
-        steps = self._decide(group)
+        # On PostgreSQL a group's call ids are first not looked up: the
+        # unique (result_id, call_id) index refuses a store that repeats one
+        # (ClaimLost), and the group is then decided again with the lookup,
+        # as are the lane's next groups. Re-posted calls are rare (Roost's SDK
+        # retries under the same Idempotency-Key, which is always looked up),
+        # and the lookup was about a seventh of the database's CPU per group.
+        # SQLite always looks them up: its lookup and store share the write
+        # lock, and the lookup is cheap there.
+        probe_calls = (
+            not self._sql.is_pg or lane.probe_calls > 0 or any(item.attempts for item in group)
+        )
+        if lane.probe_calls > 0:
+            lane.probe_calls -= 1
+        steps = self._decide(group, probe_calls=probe_calls)
         if self._sql.is_pg:
             assert self._pg_batch_sequence is not None
             pg = await self._pg_connection(lane)
@@ -528,7 +551,7 @@ class IngestWriter:
             raise asyncio.CancelledError
         return decided
 
-    def _decide(self, group: list[_Item]) -> Steps[_Decided]:
+    def _decide(self, group: list[_Item], *, probe_calls: bool = True) -> Steps[_Decided]:
         """What the group stores and answers, as steps (no I/O here, see
         :mod:`roost.platform.ingest_sql`): one lookup, then one store.
 
@@ -559,7 +582,9 @@ class IngestWriter:
                         if row[TOOL_CALL_ID] is not None
                     }
                 )
-            ),
+            )
+            if probe_calls
+            else (),
             new_ids=len(group),
         )
         claimed_in_group: set[tuple[int, str]] = set()

@@ -135,7 +135,14 @@ class ClaimLost(Exception):
 
     Nothing of the group was written; deciding it again against a new lookup
     gives each request its right answer (a replay, a duplicate).
+
+    Attributes:
+        table: The table whose unique index refused the store, if one did.
     """
+
+    def __init__(self, message: str, *, table: str | None = None) -> None:
+        super().__init__(message)
+        self.table = table
 
 
 TOOL_COLUMNS = (
@@ -393,7 +400,7 @@ class IngestSql:
                     getattr(exc, "sqlstate", None) == _UNIQUE_VIOLATION
                     and getattr(exc, "table_name", None) in _CLAIMED_TABLES
                 ):
-                    raise ClaimLost(str(exc)) from exc
+                    raise ClaimLost(str(exc), table=getattr(exc, "table_name", None)) from exc
                 raise
             return result
 
