@@ -28,9 +28,11 @@ Semantics, per request:
   transaction under a unique index, so two server processes sharing a
   PostgreSQL database cannot both store it: the second one's group is
   refused whole and decided again (:class:`~roost.platform.ingest_sql.ClaimLost`);
-- otherwise one enrichment batch plus its rows. Tool calls carrying a
-  ``call_id`` already stored for the result (or repeated in the request) are
-  skipped and counted as duplicates;
+- otherwise one enrichment batch (holding its events and transcript) plus its
+  tool-call rows. Tool calls carrying a ``call_id`` already stored for the
+  result (or repeated in the request) are skipped and counted as duplicates;
+  on PostgreSQL the stored ones are found by the unique index refusing the
+  first store (see :meth:`IngestWriter._write_group`);
 - a batch reaching a result that was already evaluated is stored, flagged
   ``late``, and marks the result's evaluation stale.
 
