@@ -24,7 +24,7 @@ fails after building its rows leaves nothing written, on both backends.
 
 Statements are written here, not with SQLAlchemy Core, because the hot path
 sends a few fixed multi-row statements per group straight to the driver:
-skipping per-row ORM and compiler work is what keeps 70 rows per request cheap.
+skipping per-row ORM and compiler work is what keeps a request's rows cheap.
 
 Example:
     >>> from sqlalchemy.dialects import sqlite
@@ -79,7 +79,9 @@ class Lookup:
             given so that the lookup uses the ``(org_id, key)`` unique index
             (by key alone it scanned every stored key).
         call_pairs: Its ``(result id, call id)`` pairs, looked up through the
-            unique index: a result's other calls are not read.
+            unique index: a result's other calls are not read. Empty when the
+            writer lets the index refuse a repeated call id instead
+            (PostgreSQL, see ``IngestWriter._write_group``).
         new_ids: How many enrichment batch ids to reserve.
     """
 
@@ -129,9 +131,12 @@ Steps = Generator[Step, Any, T]
 
 
 class ClaimLost(Exception):
-    """Another writer stored one of the group's idempotency keys or call ids
-    after the group's lookup (PostgreSQL, several server processes or lanes),
-    or one of its results was deleted in between.
+    """PostgreSQL: the store met what the group's lookup did not see.
+
+    Another writer stored one of the group's idempotency keys or call ids
+    after the lookup (several server processes or lanes), a request repeats a
+    call id the lookup was not asked about, or one of the group's results was
+    deleted in between.
 
     Nothing of the group was written; deciding it again against a new lookup
     gives each request its right answer (a replay, a duplicate).

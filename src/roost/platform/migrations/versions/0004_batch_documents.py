@@ -207,6 +207,18 @@ def _out_of_documents(table: sa.Table, column: str, fields: Sequence[str]) -> No
             bind.execute(table.insert(), rows)
 
 
+def _delete_batch_rows(*tables: str) -> None:
+    """(Re)define 0003's trigger function to delete deleted batches' rows from ``tables``."""
+    deletes = "".join(
+        f"DELETE FROM {table} WHERE batch_id IN (SELECT id FROM deleted_batches); "
+        for table in tables
+    )
+    op.execute(
+        "CREATE OR REPLACE FUNCTION roost_delete_batch_rows() RETURNS trigger "
+        f"LANGUAGE plpgsql AS $$ BEGIN {deletes}RETURN NULL; END $$"
+    )
+
+
 def upgrade() -> None:
     pg = _is_pg()
     op.add_column("enrichment_batches", sa.Column("events", sa.Text()))
@@ -231,17 +243,7 @@ def upgrade() -> None:
     if pg:
         # The statement-level trigger of 0003 keeps deleting a batch's tool
         # calls; the other two tables are gone.
-        op.execute(
-            """
-            CREATE OR REPLACE FUNCTION roost_delete_batch_rows() RETURNS trigger
-            LANGUAGE plpgsql AS $$
-            BEGIN
-                DELETE FROM tool_calls WHERE batch_id IN (SELECT id FROM deleted_batches);
-                RETURN NULL;
-            END
-            $$
-            """
-        )
+        _delete_batch_rows("tool_calls")
 
 
 def downgrade() -> None:
@@ -257,17 +259,4 @@ def downgrade() -> None:
     op.execute("ALTER TABLE enrichment_batches DROP COLUMN transcript")
     op.execute("ALTER TABLE enrichment_batches DROP COLUMN events")
     if pg:
-        op.execute(
-            """
-            CREATE OR REPLACE FUNCTION roost_delete_batch_rows() RETURNS trigger
-            LANGUAGE plpgsql AS $$
-            BEGIN
-                DELETE FROM tool_calls WHERE batch_id IN (SELECT id FROM deleted_batches);
-                DELETE FROM events WHERE batch_id IN (SELECT id FROM deleted_batches);
-                DELETE FROM transcript_entries
-                    WHERE batch_id IN (SELECT id FROM deleted_batches);
-                RETURN NULL;
-            END
-            $$
-            """
-        )
+        _delete_batch_rows("tool_calls", "events", "transcript_entries")
