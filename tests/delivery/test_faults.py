@@ -260,8 +260,10 @@ def test_processes_sharing_an_outbox_never_double_send(
     server.response_delay = 0.02  # keep requests in flight while the others poll
     settings = settings_for(server, tmp_path / "shared.sqlite3")
     agents = [run_agent(settings, "submit-many", "15", f"worker{n}") for n in range(3)]
-    for agent in agents:
-        out, err = agent.communicate(timeout=180)
+    # Every agent is waited for before any is judged: one failing must not
+    # leave the others' pipes open for a later test to trip over.
+    finished = [(agent, *agent.communicate(timeout=180)) for agent in agents]
+    for agent, out, err in finished:
         assert agent.returncode == 0, err
         assert out.strip() == "0"
     distinct, raw = report("3 processes x 15 payloads, one outbox", server)

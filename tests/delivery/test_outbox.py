@@ -266,6 +266,50 @@ def test_another_applications_database_is_refused(tmp_path: Path) -> None:
     assert path.read_bytes() == before
 
 
+def test_a_new_outbox_created_by_another_process_meanwhile_is_taken_as_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Several agent processes may open one new outbox at once. Here another
+    # one creates the schema right after this one read the empty header; its
+    # tables must not make this one take the file for another application's.
+    path = tmp_path / "shared.sqlite3"
+    connect = sqlite3.connect
+    other: list[BaseException | None] = []
+    hooked: list[Racing] = []
+
+    class Racing(sqlite3.Connection):
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+            cursor = super().execute(sql, *args)
+            if sql == "PRAGMA application_id" and not other:
+                # Read to the end, so that this statement holds no lock.
+                [(app_id,)] = cursor.fetchall()
+                # Never waits for this connection's locks: if the header is
+                # read in one transaction, the other process is refused and
+                # this one creates the schema; if not, its schema lands
+                # between the reads.
+                try:
+                    Outbox(path, busy_timeout=0).close()
+                    other.append(None)
+                except OutboxError as exc:
+                    other.append(exc)
+                return super().execute("SELECT ?", (app_id,))
+            return cursor
+
+    def racing_connect(*args: object, **kwargs: object) -> sqlite3.Connection:
+        if hooked:  # the other process, and anything after
+            return connect(*args, **kwargs)  # type: ignore[arg-type]
+        conn = connect(*args, factory=Racing, **kwargs)  # type: ignore[arg-type, misc]
+        hooked.append(conn)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", racing_connect)
+    box = Outbox(path)
+    box.close()
+    assert len(other) == 1
+    monkeypatch.undo()
+    Outbox(path).close()
+
+
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite3"
     Outbox(path).close()

@@ -277,12 +277,20 @@ class Outbox:
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
         # Reading the header first turns "file is not a database" into a clear
-        # error before anything is written.
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = {
-            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
+        # error before anything is written. One read transaction: another
+        # process creating the same new outbox could otherwise commit between
+        # the reads, and its tables seen with the empty header read before
+        # looked like another application's database.
+        conn.execute("BEGIN")
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {
+                row[0]
+                for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+        finally:
+            conn.execute("COMMIT")
         if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
             raise self._corrupt("it is an SQLite database of another application")
         if version > SCHEMA_VERSION:
